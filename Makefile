@@ -1,0 +1,67 @@
+# The project's interface: `make up`, `make test`, `make lint`, `make gen`.
+# Needs only python3, pip and npm: uv and buf are installed on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+BUF := node_modules/.bin/buf
+BREAKING_AGAINST ?= .git\#ref=HEAD~1
+
+.PHONY: help up test bench chaos lint fmt gen breaking deps-run deps-dev deps-bench tools clean
+
+help:  ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+tools:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+deps-run: tools
+	@$(UV) sync --frozen --inexact --no-default-groups --group local --quiet
+
+deps-dev: tools
+	@$(UV) sync --frozen --quiet
+
+deps-bench: tools
+	@$(UV) sync --frozen --inexact --no-default-groups --group local --group bench --quiet
+
+$(BUF): package.json package-lock.json
+	@npm install --no-audit --no-fund --silent
+	@touch $(BUF)
+
+up: deps-run  ## Run the whole system locally (emulator, topology, migrations, all services).
+	@$(UV) run --frozen --no-sync eventforge up
+
+test: deps-dev  ## Run the test suite (needs PostgreSQL on 127.0.0.1:5432).
+	@$(UV) run --frozen --no-sync pytest
+
+bench: deps-bench  ## Benchmarks against in-run baselines (needs PostgreSQL); writes bench/results.json.
+	@$(UV) run --frozen --no-sync python -m bench
+
+chaos: deps-run  ## Faults under load (kills, DB and AWS outages, poison), then checks; ~5 min.
+	@$(UV) run --frozen --no-sync python -m chaos
+
+security: deps-dev  ## Run the security suite alone (mTLS, authorization, SSRF, uploads, fuzzing).
+	@$(UV) run --frozen --no-sync pytest -m security
+
+lint: deps-dev $(BUF)  ## ruff, mypy and buf (lint and format).
+	@$(UV) run --frozen --no-sync ruff check .
+	@$(UV) run --frozen --no-sync ruff format --check .
+	@$(UV) run --frozen --no-sync mypy
+	@$(BUF) lint
+	@$(BUF) format --exit-code --diff
+
+fmt: deps-dev $(BUF)  ## Format Python and protos in place.
+	@$(UV) run --frozen --no-sync ruff format .
+	@$(UV) run --frozen --no-sync ruff check --fix .
+	@$(BUF) format -w
+
+gen: deps-dev $(BUF)  ## Regenerate the Python stubs from protos/.
+	@$(BUF) format -w
+	@$(UV) run --frozen --no-sync python services/contracts/generate.py
+
+breaking: $(BUF)  ## Check protos for breaking changes against BREAKING_AGAINST (previous commit).
+	@if git rev-parse --verify --quiet HEAD~1:buf.yaml >/dev/null; then \
+		$(BUF) breaking --against '$(BREAKING_AGAINST)'; \
+	else echo "buf breaking: no previous commit with protos, skipped"; fi
+
+clean:  ## Remove local state (SQLite files, spans, logs).
+	rm -rf .eventforge

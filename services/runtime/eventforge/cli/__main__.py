@@ -1,0 +1,5 @@
+"""Allow `python -m eventforge.cli`."""
+
+from eventforge.cli import main
+
+main()

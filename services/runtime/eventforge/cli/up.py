@@ -1,0 +1,120 @@
+"""`eventforge up`: the whole system on one machine, on embedded defaults."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from types import FrameType
+
+import click
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from eventforge.cli.stack import roles_of
+from eventforge.cli.supervisor import Supervisor, child_environment, python_command
+from eventforge.runtime.emulator import Emulator
+from eventforge.runtime.grpc.tls import Identity
+from eventforge.runtime.migrations import migrate
+from eventforge.runtime.provision import provision
+from eventforge.runtime.settings import SERVICES, ServiceName, Settings
+from eventforge.topology import TOPOLOGY
+
+LOCAL_WAIT_SECONDS = 2
+
+
+def health_channel(settings: Settings, service: ServiceName, address: str) -> grpc.Channel:
+    """A channel for health checks: plain, or mTLS as the operator when TLS_DIR is set."""
+    if settings.tls_dir is None:
+        return grpc.insecure_channel(address)
+    tls = Identity.load(settings.tls_dir, settings.tls_identity or "operator")
+    override = [("grpc.ssl_target_name_override", service)]
+    return grpc.secure_channel(address, tls.channel_credentials(), options=override)
+
+
+def wait_serving(settings: Settings, service: ServiceName, deadline: float) -> bool:
+    """Poll a service's health until SERVING or the deadline passes."""
+    with health_channel(settings, service, settings.address_of(service)) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return True
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+    return False
+
+
+def run_stack(settings: Settings, timeout: float) -> int:
+    """Start everything, wait for SERVING, supervise until SIGINT/SIGTERM; return an exit code."""
+    started = time.monotonic()
+    logs_dir = settings.data_dir / "logs"
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, on_signal)
+
+    emulator = None
+    overrides: dict[str, str] = {}
+    if not settings.aws_endpoint_url:
+        emulator = Emulator(settings.emulator_port, log_path=logs_dir / "emulator.log")
+        emulator.start()
+        overrides = {"AWS_ENDPOINT_URL": emulator.url}
+        overrides.update({k: "testing" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+        os.environ.update(overrides)
+        settings = Settings()
+        click.echo(f"AWS emulator      {emulator.url}")
+    # Short long-polls locally, so that Ctrl-C stops the workers within a few seconds.
+    overrides.setdefault(
+        "EVENTFORGE_WORKER_WAIT_SECONDS",
+        os.environ.get("EVENTFORGE_WORKER_WAIT_SECONDS", str(LOCAL_WAIT_SECONDS)),
+    )
+    supervisor = Supervisor(child_environment(**overrides))
+    try:
+        provision(settings, TOPOLOGY)
+        click.echo(f"topology          provisioned (prefix {settings.name_prefix!r})")
+        for service in SERVICES:
+            migrate(settings, service)
+        click.echo(
+            f"database          {settings.database_url or f'SQLite in {settings.data_dir}/'}"
+        )
+        for service in SERVICES:
+            for role in roles_of(service):
+                name = f"{service}-{role}"
+                supervisor.spawn(
+                    name, python_command("serve", service, role), logs_dir / f"{name}.log"
+                )
+        deadline = time.monotonic() + timeout
+        for service in SERVICES:
+            address = settings.address_of(service)
+            while not wait_serving(settings, service, min(deadline, time.monotonic() + 1)):
+                for event in supervisor.check():
+                    click.echo(event, err=True)
+                if time.monotonic() > deadline or stop.is_set():
+                    click.echo(f"{service} did not become SERVING on {address}", err=True)
+                    return 1
+            click.echo(f"{service:<17} grpc://{address}  SERVING")
+        click.echo(f"spans             {settings.spans_path}")
+        click.echo(f"logs              {logs_dir}/")
+        click.echo(f"ready in {time.monotonic() - started:.1f}s; Ctrl-C stops everything")
+        while not stop.wait(1.0):
+            for event in supervisor.check():
+                click.echo(event, err=True)
+        return 0
+    except RuntimeError as error:
+        click.echo(str(error), err=True)
+        return 1
+    finally:
+        click.echo("stopping...")
+        wait = int(overrides["EVENTFORGE_WORKER_WAIT_SECONDS"])
+        supervisor.stop(max(settings.grpc_grace_seconds, wait) + 3)
+        if emulator:
+            emulator.stop()
+        click.echo("stopped")

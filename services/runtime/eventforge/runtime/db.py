@@ -1,0 +1,83 @@
+"""Database engines: one schema per service on PostgreSQL, one SQLite file per service locally."""
+
+from __future__ import annotations
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import exc as sql_errors
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from eventforge.runtime.settings import ServiceName, Settings
+
+
+def database_url(settings: Settings, service: ServiceName) -> URL:
+    """The service's database: PostgreSQL (psycopg 3) when configured, else a SQLite file."""
+    if settings.database_url:
+        url = make_url(settings.database_url)
+        if url.drivername in ("postgresql", "postgres"):
+            url = url.set(drivername="postgresql+psycopg")
+        return url
+    return make_url(f"sqlite:///{settings.data_dir / f'{service}.db'}")
+
+
+def is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def create_service_engine(settings: Settings, service: ServiceName, pool_size: int = 5) -> Engine:
+    """An engine whose unqualified table names resolve in the service's own schema."""
+    url = database_url(settings, service)
+    if url.get_backend_name() == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"options": f"-c search_path={service}", "connect_timeout": 5},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def ensure_schema(engine: Engine, schema: str) -> None:
+    """Create the service's schema on PostgreSQL (SQLite has one file per service instead)."""
+    if is_postgres(engine):
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+
+
+def ping(engine: Engine) -> bool:
+    """True when the database answers a trivial query (untraced: health probes are noise)."""
+    try:
+        with suppress_instrumentation(), engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError):
+        return False
+    return True
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether an error means the database is unreachable for now (retrying may succeed).
+
+    Refused or dropped connections (an outage, a restart, a terminated backend) and an
+    exhausted pool are; constraint violations, bad SQL and the like are not.
+    """
+    if isinstance(error, sql_errors.DBAPIError):
+        return error.connection_invalidated or isinstance(error, sql_errors.OperationalError)
+    return isinstance(error, sql_errors.TimeoutError)
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,102 @@
+"""gRPC client channels: a default deadline on every call and retries for idempotent methods."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+
+from eventforge.runtime.context import REQUEST_ID_HEADER, current_request_id
+from eventforge.runtime.grpc.tls import Identity
+from eventforge.runtime.settings import Settings
+from eventforge.runtime.telemetry import instrument_channel
+
+
+def retry_service_config(service: str, idempotent_methods: Iterable[str]) -> str:
+    """A service config retrying UNAVAILABLE with backoff on the named methods only."""
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": service, "method": m} for m in idempotent_methods],
+                    "retryPolicy": {
+                        "maxAttempts": 4,
+                        "initialBackoff": "0.1s",
+                        "maxBackoff": "2s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+class _DefaultDeadline(grpc.UnaryUnaryClientInterceptor):
+    """Give every call a deadline and the current request id when the caller set neither."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        metadata = list(client_call_details.metadata or ())
+        request_id = current_request_id()
+        if request_id and not any(key == REQUEST_ID_HEADER for key, _ in metadata):
+            metadata.append((REQUEST_ID_HEADER, request_id))
+        details = _CallDetails(
+            method=client_call_details.method,
+            timeout=client_call_details.timeout or self.seconds,
+            metadata=metadata,
+            credentials=client_call_details.credentials,
+            wait_for_ready=client_call_details.wait_for_ready,
+            compression=client_call_details.compression,
+        )
+        return continuation(details, request)
+
+
+class _CallDetails(grpc.ClientCallDetails):
+    def __init__(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
+def channel(
+    settings: Settings,
+    target: str,
+    service: str,
+    idempotent_methods: Iterable[str] = (),
+    *,
+    identity: str | None = None,
+) -> grpc.Channel:
+    """An instrumented channel to `target` with deadlines and retries for `service`.
+
+    With TLS_DIR set it presents the certificate `identity` (or TLS_IDENTITY) and expects
+    the server's certificate to name the called service (`eventforge.<name>.v1...`).
+    """
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+        ("grpc.enable_retries", 1),
+        ("grpc.keepalive_time_ms", 30_000),
+    ]
+    methods = list(idempotent_methods)
+    if methods:
+        options.append(("grpc.service_config", retry_service_config(service, methods)))
+    if settings.tls_dir is None:
+        raw = grpc.insecure_channel(target, options=options)
+    else:
+        name = settings.tls_identity or identity
+        if not name:
+            raise ValueError("TLS_DIR is set but this client has no certificate name")
+        tls = Identity.load(settings.tls_dir, name)
+        options.append(("grpc.ssl_target_name_override", service.split(".")[1]))
+        raw = grpc.secure_channel(target, tls.channel_credentials(), options=options)
+    traced = instrument_channel(raw)
+    return grpc.intercept_channel(traced, _DefaultDeadline(settings.grpc_deadline_seconds))

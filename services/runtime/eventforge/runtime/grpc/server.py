@@ -1,0 +1,181 @@
+"""Build and run a service's gRPC server: health, reflection, interceptors, graceful stop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from eventforge.runtime.grpc.authz import AuthorizationInterceptor
+from eventforge.runtime.grpc.interceptors import (
+    AccessLogInterceptor,
+    DeadlineInterceptor,
+    ErrorMappingInterceptor,
+    RequestIdInterceptor,
+)
+from eventforge.runtime.grpc.tls import Identity
+from eventforge.runtime.settings import Settings
+from eventforge.runtime.signals import stop_on_signals
+from eventforge.runtime.telemetry import grpc_server_interceptor
+
+log = logging.getLogger("eventforge.grpc")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Message size limits and keepalive shared by every server."""
+    return [
+        ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
+@dataclass
+class ServiceServer:
+    """A started gRPC server with its health servicer and a dependency probe."""
+
+    server: grpc.Server
+    health: health.HealthServicer
+    service_names: Sequence[str]
+    port: int
+    probe: Callable[[], bool] | None = None
+    probe_seconds: float = 2.0
+    _stopping: threading.Event = field(default_factory=threading.Event)
+
+    def set_serving(self, serving: bool) -> None:
+        """Report every service (and the server as a whole, "") as serving or not."""
+        status = SERVING if serving else NOT_SERVING
+        for name in ("", *self.service_names):
+            self.health.set(name, status)
+
+    def watch_dependencies(self) -> None:
+        """Probe dependencies in the background; health follows their reachability."""
+        if self.probe is None:
+            return
+        threading.Thread(target=self._probe_loop, name="health-probe", daemon=True).start()
+
+    def _probe_loop(self) -> None:
+        assert self.probe is not None
+        healthy: bool | None = None
+        while not self._stopping.is_set():
+            now_healthy = self.probe()
+            if now_healthy != healthy and not self._stopping.is_set():
+                log.log(
+                    logging.INFO if now_healthy else logging.WARNING,
+                    "dependencies %s",
+                    "reachable: SERVING" if now_healthy else "unreachable: NOT_SERVING",
+                )
+                self.set_serving(now_healthy)
+                healthy = now_healthy
+            self._stopping.wait(self.probe_seconds)
+
+    def stop(self, grace: float) -> None:
+        """Report NOT_SERVING, then let in-flight calls finish within `grace` seconds."""
+        self._stopping.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def start_server(
+    settings: Settings,
+    address: str,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    probe: Callable[[], bool] | None = None,
+    *,
+    identity: str | None = None,
+) -> ServiceServer:
+    """Start a server on `address` with the service(s) `register` adds, health and reflection.
+
+    With TLS_DIR set the server speaks mTLS as `identity` (the service's certificate name),
+    requires client certificates from the same CA and authorizes callers by their identity.
+    """
+    tls = _identity(settings, identity)
+    interceptors: list[grpc.ServerInterceptor] = [
+        grpc_server_interceptor(),
+        RequestIdInterceptor(),
+        AccessLogInterceptor(),
+        ErrorMappingInterceptor(),
+        DeadlineInterceptor(),
+    ]
+    if tls is not None:
+        interceptors.append(AuthorizationInterceptor(settings.api_clients))
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.grpc_max_workers),
+        interceptors=interceptors,
+        options=server_options(settings),
+    )
+    register(server)
+    health_servicer = health.HealthServicer(
+        experimental_non_blocking=True,
+        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2),
+    )
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            *service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.server_credentials())
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {address}")
+    running = ServiceServer(
+        server, health_servicer, service_names, port, probe, settings.health_probe_seconds
+    )
+    # Not serving until the first dependency probe says so.
+    running.set_serving(probe is None)
+    server.start()
+    running.watch_dependencies()
+    log.info(
+        "listening on %s", address, extra={"address": address, "services": list(service_names)}
+    )
+    return running
+
+
+def run_until_signalled(running: ServiceServer, grace: float) -> None:
+    """Block until SIGTERM or SIGINT, then stop gracefully."""
+    stop_on_signals().wait()
+    running.stop(grace)
+    log.info("stopped")
+
+
+def _identity(settings: Settings, name: str | None) -> Identity | None:
+    if settings.tls_dir is None:
+        return None
+    name = settings.tls_identity or name
+    if not name:
+        raise ValueError("TLS_DIR is set but this server has no certificate name")
+    return Identity.load(settings.tls_dir, name)
+
+
+def serve(
+    settings: Settings,
+    address: str,
+    register: Callable[[grpc.Server], None],
+    service_names: Sequence[str],
+    probe: Callable[[], bool] | None = None,
+    *,
+    identity: str | None = None,
+) -> None:
+    """Run a server until SIGTERM/SIGINT: the body of every service's API entrypoint."""
+    running = start_server(settings, address, register, service_names, probe, identity=identity)
+    run_until_signalled(running, settings.grpc_grace_seconds)

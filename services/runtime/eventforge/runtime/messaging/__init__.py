@@ -1,0 +1,1 @@
+"""Event backbone: outbox, relay, consumer runtime and envelope codec shared by the services."""

@@ -1,0 +1,57 @@
+"""Record events in the service's outbox, in the caller's transaction, with the trace context."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.message import Message
+from opentelemetry import propagate
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session
+
+from eventforge.events.v1.events_pb2 import Envelope
+from eventforge.runtime.context import current_request_id
+from eventforge.runtime.messaging.envelope import EVENT_TYPE, REQUEST_ID, encode, new_envelope
+from eventforge.runtime.messaging.schema import outbox_table
+from eventforge.runtime.settings import ServiceName
+from eventforge.topology import TOPOLOGY
+
+
+def notify_channel(service: ServiceName) -> str:
+    """The PostgreSQL LISTEN/NOTIFY channel that wakes a service's relays on commit."""
+    return f"{service}_outbox"
+
+
+def message_attributes(envelope: Envelope) -> dict[str, str]:
+    """Attributes published with the event: its type, request id and the W3C trace headers."""
+    attributes = {EVENT_TYPE: envelope.event_type}
+    if envelope.request_id:
+        attributes[REQUEST_ID] = envelope.request_id
+    propagate.inject(attributes)
+    return attributes
+
+
+def record_event(
+    session: Session, service: ServiceName, payload: Message, *, subject: str
+) -> Envelope:
+    """Add an event to the outbox; it is published only if the session's transaction commits."""
+    envelope = new_envelope(
+        payload, source=service, subject=subject, request_id=current_request_id()
+    )
+    session.execute(
+        insert(outbox_table).values(
+            event_id=envelope.event_id,
+            event_type=envelope.event_type,
+            topic=TOPOLOGY.topic_published_by(service).name,
+            subject=subject,
+            body=encode(envelope),
+            attributes=message_attributes(envelope),
+            request_id=envelope.request_id or None,
+            created_at=datetime.now(UTC),
+        )
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel(service)}
+        )
+    return envelope

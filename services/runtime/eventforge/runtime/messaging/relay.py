@@ -1,0 +1,248 @@
+"""The outbox relay: publish committed outbox rows to SNS, continuing each producer's trace."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import SQLAlchemyError
+
+from eventforge.runtime.db import is_postgres
+from eventforge.runtime.messaging.schema import outbox_table as outbox
+
+if TYPE_CHECKING:
+    from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sns.type_defs import PublishBatchRequestEntryTypeDef
+
+log = logging.getLogger("eventforge.relay")
+
+SNS_BATCH_LIMIT = 10
+BROKER_ERRORS = (BotoCoreError, ClientError)
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Unpublished rows and the age of the oldest one, in seconds (0 when empty)."""
+
+    size: int
+    oldest_age_seconds: float
+
+
+class OutboxRelay:
+    """Claims unpublished outbox rows in batches (SKIP LOCKED) and publishes them with SNS."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        sns: SNSClient,
+        topic_arns: Mapping[str, str],
+        tracer: trace.Tracer,
+        batch_size: int = SNS_BATCH_LIMIT,
+    ) -> None:
+        self.engine = engine
+        self.sns = sns
+        self.topic_arns = topic_arns
+        self.tracer = tracer
+        self.batch_size = batch_size
+
+    def publish_batch(self) -> int:
+        """Publish one batch of the oldest unpublished rows; returns how many were published.
+
+        Broker errors propagate after the transaction rolls back, so the rows stay unpublished.
+        """
+        query = (
+            select(outbox)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(self.batch_size)
+        )
+        if is_postgres(self.engine):
+            query = query.with_for_update(skip_locked=True)
+        with self.engine.begin() as connection:
+            rows = connection.execute(query).mappings().all()
+            if not rows:
+                return 0
+            published, failed = self._publish(rows)
+            now = datetime.now(UTC)
+            if published:
+                connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id.in_(published))
+                    .values(published_at=now, attempts=outbox.c.attempts + 1, last_error=None)
+                )
+            for row_id, error in failed.items():
+                connection.execute(
+                    update(outbox)
+                    .where(outbox.c.id == row_id)
+                    .values(attempts=outbox.c.attempts + 1, last_error=error)
+                )
+        for row_id, error in failed.items():
+            log.warning("outbox row %s not published: %s", row_id, error)
+        return len(published)
+
+    def _publish(self, rows: Sequence[RowMapping]) -> tuple[list[int], dict[int, str]]:
+        published: list[int] = []
+        failed: dict[int, str] = {}
+        for topic in sorted({row["topic"] for row in rows}):
+            chunk = [row for row in rows if row["topic"] == topic]
+            done, errors = self._publish_to(topic, chunk)
+            published += done
+            failed.update(errors)
+        return published, failed
+
+    def _publish_to(
+        self, topic: str, rows: Sequence[RowMapping]
+    ) -> tuple[list[int], dict[int, str]]:
+        arn = self.topic_arns[topic]
+        spans = {row["id"]: self._start_span(arn, row) for row in rows}
+        entries = [self._entry(row, spans[row["id"]]) for row in rows]
+        try:
+            # The PRODUCER spans stand for this call; botocore's own span would be a stray root.
+            with suppress_instrumentation():
+                response = self.sns.publish_batch(TopicArn=arn, PublishBatchRequestEntries=entries)
+        except BROKER_ERRORS as error:
+            for span in spans.values():
+                span.set_status(trace.StatusCode.ERROR, str(error))
+                span.end()
+            raise
+        published = [int(ok["Id"]) for ok in response.get("Successful", [])]
+        failed = {
+            int(bad["Id"]): f"{bad['Code']}: {bad.get('Message', '')}"
+            for bad in response.get("Failed", [])
+        }
+        for row_id, span in spans.items():
+            if row_id in failed:
+                span.set_status(trace.StatusCode.ERROR, failed[row_id])
+            span.end()
+        return published, failed
+
+    def _start_span(self, arn: str, row: RowMapping) -> trace.Span:
+        producer = propagate.extract(row["attributes"])
+        return self.tracer.start_span(
+            f"{arn.rsplit(':', 1)[-1]} publish",
+            context=producer,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "aws_sns",
+                "messaging.operation.type": "publish",
+                "messaging.destination.name": arn,
+                "eventforge.event_id": row["event_id"],
+                "eventforge.event_type": row["event_type"],
+                "request_id": row["request_id"] or "",
+            },
+        )
+
+    @staticmethod
+    def _entry(row: RowMapping, span: trace.Span) -> PublishBatchRequestEntryTypeDef:
+        attributes = dict(row["attributes"])
+        # Consumers continue from the publish span, which continues the producer's span.
+        propagate.inject(attributes, context=trace.set_span_in_context(span))
+        return {
+            "Id": str(row["id"]),
+            "Message": row["body"],
+            "MessageAttributes": {
+                name: {"DataType": "String", "StringValue": value}
+                for name, value in attributes.items()
+                if value
+            },
+        }
+
+    def backlog(self) -> Backlog:
+        """How many rows wait to be published, and for how long the oldest has waited."""
+        query = select(func.count(), func.min(outbox.c.created_at)).where(
+            outbox.c.published_at.is_(None)
+        )
+        with self.engine.connect() as connection:
+            size, oldest = connection.execute(query).one()
+        if oldest is None:
+            return Backlog(0, 0.0)
+        if oldest.tzinfo is None:  # SQLite returns naive datetimes
+            oldest = oldest.replace(tzinfo=UTC)
+        return Backlog(int(size), (datetime.now(UTC) - oldest).total_seconds())
+
+    def purge_published(self, older_than: timedelta) -> int:
+        """Delete rows published more than `older_than` ago; returns how many."""
+        cutoff = datetime.now(UTC) - older_than
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(outbox).where(outbox.c.published_at < cutoff))
+        return int(result.rowcount)
+
+
+class Backoff:
+    """Exponential backoff with full jitter, reset on success."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return random.uniform(0, min(self.cap, self.base * 2**self.failures))  # noqa: S311
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def run_relay(
+    relay: OutboxRelay,
+    stop: threading.Event,
+    wait_for_commit: Callable[[float], None],
+    *,
+    poll_seconds: float = 1.0,
+    retention: timedelta = timedelta(hours=24),
+    housekeeping_seconds: float = 60.0,
+) -> None:
+    """Publish until `stop` is set: drain while rows remain, then wait for a commit or a tick.
+
+    `wait_for_commit(timeout)` returns early when a producer commits (LISTEN/NOTIFY) or just
+    sleeps (polling).
+    """
+    backoff = Backoff()
+    next_housekeeping = 0.0
+    while not stop.is_set():
+        try:
+            published = relay.publish_batch()
+            backoff.reset()
+        except (*BROKER_ERRORS, SQLAlchemyError) as error:
+            delay = backoff.next_delay()
+            log.warning("publishing failed (%s); retrying in %.1fs", error, delay)
+            stop.wait(delay)
+            continue
+        if published == relay.batch_size:
+            continue
+        if time.monotonic() >= next_housekeeping:
+            try:
+                _housekeeping(relay, retention)
+            except SQLAlchemyError as error:
+                log.warning("outbox housekeeping failed: %s", error)
+            next_housekeeping = time.monotonic() + housekeeping_seconds
+        wait_for_commit(poll_seconds)
+
+
+def _housekeeping(relay: OutboxRelay, retention: timedelta) -> None:
+    purged = relay.purge_published(retention)
+    backlog = relay.backlog()
+    log.info(
+        "outbox backlog %d (oldest %.1fs), purged %d published rows",
+        backlog.size,
+        backlog.oldest_age_seconds,
+        purged,
+        extra={
+            "outbox_backlog": backlog.size,
+            "outbox_oldest_age_seconds": round(backlog.oldest_age_seconds, 3),
+            "outbox_purged": purged,
+        },
+    )

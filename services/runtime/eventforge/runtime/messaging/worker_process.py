@@ -1,0 +1,84 @@
+"""The queue worker process of a service (`eventforge serve SERVICE worker`)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from opentelemetry import trace
+from sqlalchemy import Engine
+
+from eventforge.runtime import aws
+from eventforge.runtime.db import ping
+from eventforge.runtime.messaging.consumer import Consumer, ConsumerOptions, service_queues
+from eventforge.runtime.messaging.processing import Handler, HandlerRegistry, purge_inbox
+from eventforge.runtime.settings import ServiceName, Settings
+from eventforge.runtime.signals import stop_on_signals
+
+log = logging.getLogger("eventforge.worker")
+
+INBOX_RETENTION = timedelta(days=15)  # longer than any queue's or DLQ's message retention
+
+
+@dataclass(frozen=True)
+class Periodic:
+    """Housekeeping a worker runs every `seconds` (sweeps, recovery, retention)."""
+
+    name: str
+    seconds: float
+    run: Callable[[], object]
+
+
+def run_periodic(tasks: Sequence[Periodic], stop: threading.Event) -> None:
+    """Run each task on its own schedule until `stop`; a failing run is logged, never fatal."""
+    due = dict.fromkeys((task.name for task in tasks), 0.0)
+    elapsed = 0.0
+    tick = min((task.seconds for task in tasks), default=1.0) / 2
+    while not stop.wait(tick):
+        elapsed += tick
+        for task in tasks:
+            if elapsed < due[task.name]:
+                continue
+            due[task.name] = elapsed + task.seconds
+            try:
+                task.run()
+            except Exception:
+                log.exception("periodic task %s failed", task.name)
+
+
+def run_worker(
+    settings: Settings,
+    service: ServiceName,
+    engine: Engine,
+    handlers: HandlerRegistry | Mapping[str, Handler],
+    periodic: Sequence[Periodic] = (),
+) -> None:
+    """Consume the service's queues with `handlers` until SIGTERM/SIGINT."""
+    stop = stop_on_signals()
+    sqs = aws.sqs(settings)
+    queues = service_queues(sqs, service, settings.name_prefix)
+    consumer = Consumer(
+        sqs,
+        queues,
+        sessions=engine,
+        handlers=handlers,
+        tracer=trace.get_tracer(f"eventforge.{service}.worker"),
+        options=ConsumerOptions(
+            concurrency=settings.worker_concurrency, wait_seconds=settings.worker_wait_seconds
+        ),
+        # A database outage must not spend the messages' receives: see `QueuePoller`.
+        ready=lambda: ping(engine),
+    )
+    housekeeping = [
+        Periodic("inbox retention", 3600, lambda: purge_inbox(engine, INBOX_RETENTION)),
+        *periodic,
+    ]
+    threading.Thread(
+        target=run_periodic, args=(housekeeping, stop), name="periodic", daemon=True
+    ).start()
+    log.info("consuming %s", ", ".join(queue.name for queue in queues))
+    consumer.run(stop)
+    log.info("stopped")

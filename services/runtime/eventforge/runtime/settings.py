@@ -1,0 +1,138 @@
+"""One settings object for every EventForge process, read from the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ServiceName = Literal["orders", "files", "notifier"]
+SERVICES: tuple[ServiceName, ...] = ("orders", "files", "notifier")
+
+
+class Settings(BaseSettings):
+    """Configuration shared by all services; each field documents its variable in the README."""
+
+    model_config = SettingsConfigDict(env_prefix="EVENTFORGE_", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "EVENTFORGE_DATABASE_URL"),
+        description="SQLAlchemy URL of PostgreSQL; unset means one SQLite file per service.",
+    )
+    data_dir: Path = Field(
+        default=Path(".eventforge"),
+        description="Where SQLite files, the local span file and process logs are kept.",
+    )
+    aws_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("AWS_ENDPOINT_URL", "EVENTFORGE_AWS_ENDPOINT_URL"),
+        description="AWS endpoint (the local emulator); unset means real AWS.",
+    )
+    aws_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "EVENTFORGE_AWS_REGION"),
+    )
+    name_prefix: str = Field(
+        default="eventforge",
+        description="Prefix of every topic, queue and bucket name (one per environment).",
+    )
+    orders_addr: str = "127.0.0.1:50051"
+    files_addr: str = "127.0.0.1:50052"
+    notifier_addr: str = "127.0.0.1:50053"
+    grpc_max_workers: int = Field(default=16, ge=1)
+    grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    grpc_grace_seconds: float = Field(default=5.0, ge=0)
+    grpc_deadline_seconds: float = Field(
+        default=5.0, gt=0, description="Deadline of outgoing calls that set none."
+    )
+    health_probe_seconds: float = Field(
+        default=2.0, gt=0, description="How often the API probes its database for health."
+    )
+    span_file: Path | None = Field(
+        default=None,
+        description="JSON-lines file of finished spans; defaults to DATA_DIR/spans.jsonl.",
+    )
+    worker_concurrency: int = Field(
+        default=4, ge=1, description="Messages a worker processes at once, per queue."
+    )
+    worker_wait_seconds: int = Field(
+        default=20, ge=0, le=20, description="Long-polling wait of each queue receive."
+    )
+    files_max_upload_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1, description="Largest upload CreateUpload accepts."
+    )
+    files_upload_expiry_seconds: int = Field(
+        default=900, ge=60, le=7 * 24 * 3600, description="Lifetime of a presigned upload."
+    )
+    files_download_expiry_seconds: int = Field(
+        default=300, ge=30, le=7 * 24 * 3600, description="Lifetime of a presigned download."
+    )
+    notifier_email_sender: str = Field(
+        default="notifications@eventforge.example", description="From address of every email."
+    )
+    notifier_webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated hosts that may be webhook targets over plain http and on "
+        "private addresses (local development and tests only).",
+    )
+    notifier_webhook_timeout_seconds: float = Field(
+        default=5.0, gt=0, description="Connect and read timeout of one webhook attempt."
+    )
+    notifier_webhook_max_attempts: int = Field(
+        default=6, ge=1, description="Attempts per webhook delivery before it is FAILED."
+    )
+    notifier_webhook_failing_after: int = Field(
+        default=5, ge=1, description="Consecutive failures that mark an endpoint FAILING."
+    )
+    notifier_webhook_backoff_seconds: float = Field(
+        default=1.0, gt=0, description="Delay ceiling after a delivery's first failed attempt."
+    )
+    notifier_webhook_backoff_max_seconds: float = Field(
+        default=300.0, gt=0, description="Largest delay between two attempts of a delivery."
+    )
+    notifier_dispatch_concurrency: int = Field(
+        default=8, ge=1, description="Webhook attempts and emails in flight at once, per worker."
+    )
+    tls_dir: Path | None = Field(
+        default=None,
+        description="Directory with ca.pem, <service>.pem and <service>-key.pem: turns on mTLS "
+        "between services (servers require client certificates from that CA).",
+    )
+    tls_identity: str = Field(
+        default="",
+        description="Name of this process's certificate in TLS_DIR when it is not the service's "
+        "own (e.g. an operator's client).",
+    )
+    authz_clients: str = Field(
+        default="operator",
+        description="Comma-separated certificate names of the API's client services.",
+    )
+    log_level: str = "INFO"
+    emulator_port: int = Field(default=4566, description="Port of the embedded AWS emulator.")
+
+    def address_of(self, service: ServiceName) -> str:
+        """The host:port a service listens on and its clients dial."""
+        return {
+            "orders": self.orders_addr,
+            "files": self.files_addr,
+            "notifier": self.notifier_addr,
+        }[service]
+
+    @property
+    def webhook_allowed_hosts(self) -> frozenset[str]:
+        """The allow-list of NOTIFIER_WEBHOOK_ALLOWED_HOSTS, normalised."""
+        hosts = self.notifier_webhook_allowed_hosts.split(",")
+        return frozenset(host.strip().lower() for host in hosts if host.strip())
+
+    @property
+    def api_clients(self) -> frozenset[str]:
+        """Identities allowed to call the public APIs (AUTHZ_CLIENTS)."""
+        return frozenset(name.strip() for name in self.authz_clients.split(",") if name.strip())
+
+    @property
+    def spans_path(self) -> Path:
+        """Where the local span file is written."""
+        return self.span_file or self.data_dir / "spans.jsonl"

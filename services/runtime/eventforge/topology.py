@@ -1,0 +1,318 @@
+"""The event backbone (topics, queues, subscriptions, buckets) declared once for every provisioner.
+
+Plain data with no AWS SDK: the local provisioner and the Pulumi program both read it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from eventforge.runtime.settings import ServiceName
+
+EVENT_TYPE_ATTRIBUTE = "event_type"
+"""The SNS/SQS message attribute that carries an event's type and that filter policies match."""
+
+UPLOADS_INCOMING_PREFIX = "incoming/"
+"""Key prefix of fresh uploads; only objects created here notify the files service."""
+
+UPLOADS_QUARANTINE_PREFIX = "quarantine/"
+"""Key prefix where the files worker moves rejected uploads (outside the notified prefix)."""
+
+_DAY = 24 * 60 * 60
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+_TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+
+
+@dataclass(frozen=True)
+class Topic:
+    """An SNS topic: who publishes to it and which event types it carries."""
+
+    name: str
+    publisher: ServiceName | None
+    event_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Queue:
+    """One consuming service's SQS queue subscribed to one topic, with its DLQ."""
+
+    consumer: ServiceName
+    topic: str
+    event_types: tuple[str, ...] | None
+    """Exact `event_type` values let through; None subscribes to everything (no filter)."""
+    max_receives: int = 5
+    visibility_timeout_seconds: int = 30
+    retention_seconds: int = 4 * _DAY
+    dlq_retention_seconds: int = 14 * _DAY
+    """Longer than the queue's: a dead letter keeps its original enqueue time."""
+
+    @property
+    def name(self) -> str:
+        """The logical name, `{consumer}-{topic}`."""
+        return f"{self.consumer}-{self.topic}"
+
+    def filter_policy(self) -> dict[str, list[str]] | None:
+        """The subscription's filter policy (message-attribute scope), or None for no filter."""
+        if self.event_types is None:
+            return None
+        return {EVENT_TYPE_ATTRIBUTE: list(self.event_types)}
+
+
+@dataclass(frozen=True)
+class BucketNotification:
+    """S3 object events under a key prefix published to a topic."""
+
+    topic: str
+    prefix: str
+    events: tuple[str, ...] = ("s3:ObjectCreated:*",)
+
+
+@dataclass(frozen=True)
+class ExpiryRule:
+    """A lifecycle hint: expire objects under a key prefix after some days."""
+
+    prefix: str
+    days: int
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """An S3 bucket with its notifications, browser-upload CORS need and lifecycle hints."""
+
+    name: str
+    notifications: tuple[BucketNotification, ...] = ()
+    cors_for_presigned_uploads: bool = False
+    expiry: tuple[ExpiryRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolvedQueue:
+    """Physical names of a queue, its DLQ and the topic it subscribes to."""
+
+    spec: Queue
+    name: str
+    dlq_name: str
+    topic_name: str
+
+
+@dataclass(frozen=True)
+class ResolvedTopology:
+    """Physical names of every resource for one name prefix, keyed by logical name."""
+
+    prefix: str
+    topics: Mapping[str, str]
+    queues: Mapping[str, ResolvedQueue]
+    buckets: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The whole event backbone: topics, per-consumer queues and buckets."""
+
+    topics: tuple[Topic, ...]
+    queues: tuple[Queue, ...]
+    buckets: tuple[Bucket, ...]
+
+    def topic(self, name: str) -> Topic:
+        """The topic with this logical name."""
+        for topic in self.topics:
+            if topic.name == name:
+                return topic
+        raise KeyError(f"no topic {name!r}")
+
+    def queue(self, name: str) -> Queue:
+        """The queue with this logical name (`{consumer}-{topic}`)."""
+        for queue in self.queues:
+            if queue.name == name:
+                return queue
+        raise KeyError(f"no queue {name!r}")
+
+    def bucket(self, name: str) -> Bucket:
+        """The bucket with this logical name."""
+        for bucket in self.buckets:
+            if bucket.name == name:
+                return bucket
+        raise KeyError(f"no bucket {name!r}")
+
+    def queues_consumed_by(self, service: ServiceName) -> tuple[Queue, ...]:
+        """The queues a service's workers read."""
+        return tuple(q for q in self.queues if q.consumer == service)
+
+    def topic_published_by(self, service: ServiceName) -> Topic:
+        """The one topic a service publishes its events to."""
+        for topic in self.topics:
+            if topic.publisher == service:
+                return topic
+        raise KeyError(f"{service!r} publishes to no topic")
+
+    def event_types_of(self, topic: str) -> tuple[str, ...]:
+        """The event types a topic carries."""
+        return self.topic(topic).event_types
+
+    def queues_receiving(self, topic: str, event_type: str | None) -> tuple[Queue, ...]:
+        """The queues a message on `topic` reaches (`event_type` None: a message without one)."""
+        return tuple(
+            q
+            for q in self.queues
+            if q.topic == topic and (q.event_types is None or event_type in q.event_types)
+        )
+
+    def notifying_buckets(self, topic: str) -> tuple[Bucket, ...]:
+        """The buckets whose object events are published to `topic`."""
+        return tuple(b for b in self.buckets if any(n.topic == topic for n in b.notifications))
+
+    def resolve(self, prefix: str) -> ResolvedTopology:
+        """Physical names for one environment's name prefix; raises ValueError if one is invalid."""
+        topics = {t.name: f"{prefix}-{t.name}-events" for t in self.topics}
+        queues = {
+            q.name: ResolvedQueue(
+                spec=q,
+                name=f"{prefix}-{q.name}",
+                dlq_name=f"{prefix}-{q.name}-dlq",
+                topic_name=topics[q.topic],
+            )
+            for q in self.queues
+        }
+        buckets = {b.name: f"{prefix}-{b.name}" for b in self.buckets}
+        resolved = ResolvedTopology(prefix=prefix, topics=topics, queues=queues, buckets=buckets)
+        _check_names(resolved)
+        return resolved
+
+    def problems(self) -> list[str]:
+        """Inconsistencies in the declaration; empty when it is sound."""
+        found = _duplicates("topic", [t.name for t in self.topics])
+        found += _duplicates("queue", [q.name for q in self.queues])
+        found += _duplicates("bucket", [b.name for b in self.buckets])
+        publishers = [t.publisher for t in self.topics if t.publisher is not None]
+        found += _duplicates("publisher", [str(p) for p in publishers])
+        topics = {t.name: t for t in self.topics}
+        for queue in self.queues:
+            found += _queue_problems(queue, topics)
+        for bucket in self.buckets:
+            found += [
+                f"bucket {bucket.name} notifies unknown topic {n.topic}"
+                for n in bucket.notifications
+                if n.topic not in topics
+            ]
+        found += [
+            f"topic {t.name} has neither a publisher nor a bucket feeding it"
+            for t in self.topics
+            if t.publisher is None and not self.notifying_buckets(t.name)
+        ]
+        return found
+
+    def validate(self) -> None:
+        """Raise ValueError listing every problem of the declaration."""
+        found = self.problems()
+        if found:
+            raise ValueError("invalid topology: " + "; ".join(found))
+
+
+def _duplicates(kind: str, names: list[str]) -> list[str]:
+    return [f"duplicate {kind} {n}" for n in sorted(set(names)) if names.count(n) > 1]
+
+
+def _queue_problems(queue: Queue, topics: Mapping[str, Topic]) -> list[str]:
+    topic = topics.get(queue.topic)
+    if topic is None:
+        return [f"queue {queue.name} subscribes to unknown topic {queue.topic}"]
+    found: list[str] = []
+    if queue.event_types is not None:
+        if not queue.event_types:
+            found.append(f"queue {queue.name} filters on no event type (receives nothing)")
+        found += [
+            f"queue {queue.name} filters on {e}, which topic {topic.name} does not carry"
+            for e in queue.event_types
+            if e not in topic.event_types
+        ]
+    if not 1 <= queue.max_receives <= 1000:
+        found.append(f"queue {queue.name} max_receives must be 1..1000")
+    if not 0 <= queue.visibility_timeout_seconds <= 12 * 60 * 60:
+        found.append(f"queue {queue.name} visibility timeout must be 0..43200 s")
+    for retention in (queue.retention_seconds, queue.dlq_retention_seconds):
+        if not 60 <= retention <= 14 * _DAY:
+            found.append(f"queue {queue.name} retention must be 60..1209600 s")
+    if queue.dlq_retention_seconds < queue.retention_seconds:
+        found.append(f"queue {queue.name} DLQ retention is shorter than the queue's")
+    return found
+
+
+def _check_names(resolved: ResolvedTopology) -> None:
+    bad = [n for n in resolved.topics.values() if not _TOPIC_NAME.match(n)]
+    bad += [
+        n
+        for q in resolved.queues.values()
+        for n in (q.name, q.dlq_name)
+        if not _QUEUE_NAME.match(n)
+    ]
+    bad += [n for n in resolved.buckets.values() if not _BUCKET_NAME.match(n)]
+    if bad:
+        raise ValueError(f"prefix {resolved.prefix!r} gives invalid names: {', '.join(bad)}")
+
+
+TOPOLOGY = Topology(
+    topics=(
+        Topic(
+            "orders",
+            publisher="orders",
+            event_types=(
+                "order.placed",
+                "order.confirmed",
+                "order.failed",
+                "order.cancelled",
+                "order.compensation_failed",
+            ),
+        ),
+        Topic(
+            "files",
+            publisher="files",
+            event_types=("file.uploaded", "file.processed", "file.rejected", "receipt.ready"),
+        ),
+        Topic(
+            "notifier",
+            publisher="notifier",
+            event_types=("notification.sent", "notification.failed"),
+        ),
+        # S3 object-created notifications carry no message attributes, hence no event types.
+        Topic("uploads", publisher=None, event_types=()),
+    ),
+    queues=(
+        Queue("orders", "orders", event_types=("order.placed",)),
+        Queue("files", "orders", event_types=("order.confirmed",)),
+        Queue("files", "uploads", event_types=None),
+        Queue(
+            "notifier",
+            "orders",
+            event_types=(
+                "order.confirmed",
+                "order.failed",
+                "order.cancelled",
+                "order.compensation_failed",
+            ),
+        ),
+        Queue(
+            "notifier",
+            "files",
+            event_types=("receipt.ready", "file.processed", "file.rejected"),
+        ),
+    ),
+    buckets=(
+        Bucket(
+            "uploads",
+            notifications=(BucketNotification("uploads", prefix=UPLOADS_INCOMING_PREFIX),),
+            cors_for_presigned_uploads=True,
+            expiry=(
+                ExpiryRule(UPLOADS_INCOMING_PREFIX, days=2),
+                ExpiryRule(UPLOADS_QUARANTINE_PREFIX, days=30),
+            ),
+        ),
+        Bucket("processed"),
+        Bucket("receipts"),
+    ),
+)
+"""The EventForge backbone."""

@@ -1,0 +1,76 @@
+"""The service → service edges a trace may show, synchronous (gRPC) and asynchronous (events).
+
+One declared list that on-call engineers can read and that a test holds the real exported
+traces against: a new call or subscription must be declared here, or that test fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+EdgeKind = Literal["grpc", "async"]
+SERVICE_PREFIX = "eventforge-"
+
+
+@dataclass(frozen=True, order=True)
+class Edge:
+    """`source` calls `target` (gRPC method `Service/Method`) or `target` consumes an event."""
+
+    source: str
+    target: str
+    kind: EdgeKind
+    via: str
+
+
+_ORDER_OUTCOMES = (
+    "order.confirmed",
+    "order.failed",
+    "order.cancelled",
+    "order.compensation_failed",
+)
+
+EDGES: frozenset[Edge] = frozenset(
+    {
+        # The orders worker runs the saga from the orders API's own event.
+        Edge("orders", "orders", "async", "order.placed"),
+        Edge("orders", "files", "async", "order.confirmed"),
+        *(Edge("orders", "notifier", "async", event) for event in _ORDER_OUTCOMES),
+        Edge("files", "notifier", "async", "receipt.ready"),
+        Edge("files", "notifier", "async", "file.processed"),
+        Edge("files", "notifier", "async", "file.rejected"),
+        # Receipts are rendered from the order; links point at files' download URLs.
+        Edge("files", "orders", "grpc", "OrdersService/GetOrder"),
+        Edge("orders", "files", "grpc", "FilesService/GetDownloadUrl"),
+        Edge("notifier", "files", "grpc", "FilesService/GetDownloadUrl"),
+    }
+)
+
+
+def _service(record: Mapping[str, Any]) -> str:
+    return str(record["service"]).removeprefix(SERVICE_PREFIX)
+
+
+def _edge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> Edge | None:
+    attributes = child.get("attributes", {})
+    if parent["kind"] == "CLIENT" and child["kind"] == "SERVER":
+        method = f"{str(attributes.get('rpc.service', '')).rsplit('.', 1)[-1]}/"
+        method += str(attributes.get("rpc.method", ""))
+        return Edge(_service(parent), _service(child), "grpc", method)
+    if parent["kind"] == "PRODUCER" and child["kind"] == "CONSUMER":
+        event_type = str(attributes.get("eventforge.event_type", ""))
+        return Edge(_service(parent), _service(child), "async", event_type)
+    return None
+
+
+def observed_edges(records: Iterable[Mapping[str, Any]]) -> set[Edge]:
+    """The edges between services that span-file records show (parent → child across a hop)."""
+    records = list(records)
+    by_id = {(r["trace_id"], r["span_id"]): r for r in records}
+    found = set()
+    for record in records:
+        parent = by_id.get((record["trace_id"], record["parent_span_id"]))
+        if parent is not None and (edge := _edge(parent, record)) is not None:
+            found.add(edge)
+    return found

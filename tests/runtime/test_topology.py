@@ -1,0 +1,155 @@
+"""The topology declaration: physical names, consistency and the queries services rely on."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from eventforge.topology import (
+    TOPOLOGY,
+    UPLOADS_INCOMING_PREFIX,
+    UPLOADS_QUARANTINE_PREFIX,
+    Queue,
+)
+
+
+def _names(queues: tuple[Queue, ...]) -> set[str]:
+    return {q.name for q in queues}
+
+
+def test_declaration_has_no_problems() -> None:
+    assert TOPOLOGY.problems() == []
+    TOPOLOGY.validate()
+
+
+@pytest.mark.parametrize("queue", TOPOLOGY.queues, ids=lambda q: q.name)
+def test_every_filtered_event_type_is_carried_by_its_topic(queue: Queue) -> None:
+    carried = TOPOLOGY.event_types_of(queue.topic)
+    if queue.event_types is None:
+        assert queue.filter_policy() is None
+    else:
+        assert queue.event_types
+        assert set(queue.event_types) <= set(carried)
+        assert queue.filter_policy() == {"event_type": list(queue.event_types)}
+
+
+def test_names_resolve_with_the_prefix() -> None:
+    names = TOPOLOGY.resolve("acme-dev")
+    assert names.topics == {
+        "orders": "acme-dev-orders-events",
+        "files": "acme-dev-files-events",
+        "notifier": "acme-dev-notifier-events",
+        "uploads": "acme-dev-uploads-events",
+    }
+    assert names.buckets == {
+        "uploads": "acme-dev-uploads",
+        "processed": "acme-dev-processed",
+        "receipts": "acme-dev-receipts",
+    }
+    uploads = names.queues["files-uploads"]
+    assert (uploads.name, uploads.dlq_name, uploads.topic_name) == (
+        "acme-dev-files-uploads",
+        "acme-dev-files-uploads-dlq",
+        "acme-dev-uploads-events",
+    )
+
+
+def test_every_queue_has_a_dlq_and_a_redrive_policy() -> None:
+    names = TOPOLOGY.resolve("eventforge")
+    assert set(names.queues) == _names(TOPOLOGY.queues)
+    for resolved in names.queues.values():
+        assert resolved.dlq_name == f"{resolved.name}-dlq"
+        assert resolved.spec.max_receives == 5
+        assert resolved.spec.visibility_timeout_seconds == 30
+        assert resolved.spec.dlq_retention_seconds >= resolved.spec.retention_seconds
+
+
+@pytest.mark.parametrize("prefix", ["Acme", "acme_dev", "-acme", "x" * 60])
+def test_a_prefix_giving_invalid_names_is_rejected(prefix: str) -> None:
+    with pytest.raises(ValueError, match="invalid names"):
+        TOPOLOGY.resolve(prefix)
+
+
+def test_queues_consumed_by_each_service() -> None:
+    assert _names(TOPOLOGY.queues_consumed_by("orders")) == {"orders-orders"}
+    assert _names(TOPOLOGY.queues_consumed_by("files")) == {"files-orders", "files-uploads"}
+    assert _names(TOPOLOGY.queues_consumed_by("notifier")) == {"notifier-orders", "notifier-files"}
+
+
+def test_topic_published_by_each_service() -> None:
+    assert TOPOLOGY.topic_published_by("orders").name == "orders"
+    assert TOPOLOGY.topic_published_by("files").name == "files"
+    assert TOPOLOGY.topic_published_by("notifier").name == "notifier"
+    assert TOPOLOGY.topic("uploads").publisher is None
+    assert TOPOLOGY.event_types_of("uploads") == ()
+
+
+@pytest.mark.parametrize(
+    ("topic", "event_type", "expected"),
+    [
+        ("orders", "order.placed", {"orders-orders"}),
+        ("orders", "order.confirmed", {"files-orders", "notifier-orders"}),
+        ("orders", "order.failed", {"notifier-orders"}),
+        ("orders", "order.compensation_failed", {"notifier-orders"}),
+        ("files", "receipt.ready", {"notifier-files"}),
+        ("files", "file.uploaded", set()),
+        ("notifier", "notification.sent", set()),
+        ("uploads", None, {"files-uploads"}),
+    ],
+)
+def test_queues_receiving_an_event(topic: str, event_type: str | None, expected: set[str]) -> None:
+    assert _names(TOPOLOGY.queues_receiving(topic, event_type)) == expected
+
+
+def test_uploads_bucket_notifies_only_fresh_uploads() -> None:
+    uploads = TOPOLOGY.bucket("uploads")
+    assert [(n.topic, n.prefix, n.events) for n in uploads.notifications] == [
+        ("uploads", UPLOADS_INCOMING_PREFIX, ("s3:ObjectCreated:*",))
+    ]
+    # Rejected uploads are moved to quarantine/ and must not notify again.
+    assert not UPLOADS_QUARANTINE_PREFIX.startswith(UPLOADS_INCOMING_PREFIX)
+    assert {(r.prefix, r.days) for r in uploads.expiry} == {
+        (UPLOADS_INCOMING_PREFIX, 2),
+        (UPLOADS_QUARANTINE_PREFIX, 30),
+    }
+    assert TOPOLOGY.notifying_buckets("uploads") == (uploads,)
+
+
+def test_only_the_uploads_bucket_needs_cors() -> None:
+    assert {b.name for b in TOPOLOGY.buckets if b.cors_for_presigned_uploads} == {"uploads"}
+
+
+def test_problems_are_reported() -> None:
+    stray = Queue("files", "orders", event_types=("file.uploaded",))
+    broken = dataclasses.replace(
+        TOPOLOGY,
+        queues=(*TOPOLOGY.queues, stray, Queue("notifier", "missing", event_types=None)),
+    )
+    problems = broken.problems()
+    assert "queue files-orders filters on file.uploaded, which topic orders does not carry" in (
+        problems
+    )
+    assert "duplicate queue files-orders" in problems
+    assert "queue notifier-missing subscribes to unknown topic missing" in problems
+    with pytest.raises(ValueError, match="invalid topology"):
+        broken.validate()
+
+
+def test_unknown_names_raise_key_error() -> None:
+    with pytest.raises(KeyError):
+        TOPOLOGY.topic("payments")
+    with pytest.raises(KeyError):
+        TOPOLOGY.queue("orders-files")
+
+
+def test_importing_the_topology_loads_no_aws_sdk() -> None:
+    code = (
+        "import sys, eventforge.topology; print('boto3' in sys.modules or 'pulumi' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert result.stdout.strip() == "False"
