@@ -1,0 +1,232 @@
+"""SQL implementations of the orders ports, on one session (the unit of work's)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from eventforge.orders.adapters.tables import (
+    idempotency_keys,
+    order_lines,
+    orders,
+    products,
+    reservations,
+)
+from eventforge.orders.domain.model import TERMINAL, Order, OrderLine, OrderStatus
+from eventforge.orders.service_layer.ports import (
+    Catalog,
+    IdempotencyKeys,
+    IdempotencyRecord,
+    OrderRepository,
+    PageCursor,
+    Product,
+)
+
+_SCALARS = (
+    "customer_id",
+    "customer_email",
+    "currency",
+    "payment_token",
+    "failure_reason",
+    "failed_step",
+    "reserved",
+    "payment_id",
+    "refunded",
+    "cancel_requested",
+    "created_at",
+    "updated_at",
+)
+
+
+def utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything here is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _row_of(order: Order) -> dict[str, Any]:
+    row = {name: getattr(order, name) for name in _SCALARS}
+    return {**row, "order_id": order.order_id, "status": order.status.value}
+
+
+class SqlOrders(OrderRepository):
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, order: Order) -> None:
+        self.session.execute(sa.insert(orders).values(**_row_of(order)))
+        self.session.execute(
+            sa.insert(order_lines),
+            [
+                {
+                    "order_id": order.order_id,
+                    "line_no": number,
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "unit_price_minor": line.unit_price_minor,
+                }
+                for number, line in enumerate(order.lines, start=1)
+            ],
+        )
+
+    def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        query = sa.select(orders).where(orders.c.order_id == order_id)
+        if for_update:
+            query = query.with_for_update()
+        row = self.session.execute(query).mappings().one_or_none()
+        if row is None:
+            return None
+        return self._load([row])[0]
+
+    def save(self, order: Order) -> None:
+        values = _row_of(order)
+        self.session.execute(
+            sa.update(orders).where(orders.c.order_id == order.order_id).values(**values)
+        )
+
+    def list_for_customer(
+        self, customer_id: str, *, after: PageCursor | None, limit: int
+    ) -> list[Order]:
+        query = sa.select(orders).where(orders.c.customer_id == customer_id)
+        if after is not None:
+            query = query.where(
+                sa.tuple_(orders.c.created_at, orders.c.order_id)
+                < sa.tuple_(sa.literal(after.created_at), sa.literal(after.order_id))
+            )
+        query = query.order_by(orders.c.created_at.desc(), orders.c.order_id.desc()).limit(limit)
+        return self._load(list(self.session.execute(query).mappings()))
+
+    def stalled(self, *, older_than: datetime, limit: int) -> list[str]:
+        query = (
+            sa.select(orders.c.order_id)
+            .where(orders.c.status.not_in([s.value for s in TERMINAL]))
+            .where(orders.c.updated_at < older_than)
+            .order_by(orders.c.updated_at)
+            .limit(limit)
+        )
+        return list(self.session.scalars(query))
+
+    def _load(self, rows: list[Any]) -> list[Order]:
+        ids = [row["order_id"] for row in rows]
+        lines: dict[str, list[OrderLine]] = {order_id: [] for order_id in ids}
+        query = (
+            sa.select(order_lines)
+            .where(order_lines.c.order_id.in_(ids))
+            .order_by(order_lines.c.order_id, order_lines.c.line_no)
+        )
+        for line in self.session.execute(query).mappings():
+            lines[line["order_id"]].append(
+                OrderLine(line["sku"], line["quantity"], line["unit_price_minor"])
+            )
+        loaded = []
+        for row in rows:
+            fields = {name: row[name] for name in _SCALARS}
+            fields["created_at"] = utc(row["created_at"])
+            fields["updated_at"] = utc(row["updated_at"])
+            loaded.append(
+                Order(
+                    order_id=row["order_id"],
+                    lines=lines[row["order_id"]],
+                    status=OrderStatus(row["status"]),
+                    **fields,
+                )
+            )
+        return loaded
+
+
+class SqlCatalog(Catalog):
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def products(self, skus: set[str]) -> dict[str, Product]:
+        query = sa.select(products).where(products.c.sku.in_(sorted(skus)))
+        return {
+            row["sku"]: Product(row["sku"], row["name"], row["price_minor"], row["currency"])
+            for row in self.session.execute(query).mappings()
+        }
+
+    def reserve(self, order_id: str, lines: list[OrderLine]) -> list[str]:
+        held = sa.select(sa.func.count()).where(reservations.c.order_id == order_id)
+        if self.session.scalar(held):
+            return []  # reserved already: a redelivered step
+        short: list[str] = []
+        savepoint = self.session.begin_nested()
+        # A fixed SKU order keeps concurrent reservations from deadlocking.
+        for line in sorted(lines, key=lambda line: line.sku):
+            taken: CursorResult[Any] = self.session.execute(  # type: ignore[assignment]
+                sa.update(products)
+                .where(products.c.sku == line.sku, products.c.stock >= line.quantity)
+                .values(stock=products.c.stock - line.quantity)
+            )
+            if taken.rowcount == 0:
+                short.append(line.sku)
+        if short:
+            savepoint.rollback()
+            return short
+        now = datetime.now(UTC)
+        self.session.execute(
+            sa.insert(reservations),
+            [
+                {
+                    "order_id": order_id,
+                    "sku": line.sku,
+                    "quantity": line.quantity,
+                    "reserved_at": now,
+                }
+                for line in lines
+            ],
+        )
+        savepoint.commit()
+        return []
+
+    def release(self, order_id: str) -> None:
+        held = self.session.execute(
+            sa.select(reservations.c.sku, reservations.c.quantity)
+            .where(reservations.c.order_id == order_id, reservations.c.released_at.is_(None))
+            .order_by(reservations.c.sku)
+            .with_for_update()
+        ).all()
+        for sku, quantity in held:
+            self.session.execute(
+                sa.update(products)
+                .where(products.c.sku == sku)
+                .values(stock=products.c.stock + quantity)
+            )
+        self.session.execute(
+            sa.update(reservations)
+            .where(reservations.c.order_id == order_id, reservations.c.released_at.is_(None))
+            .values(released_at=datetime.now(UTC))
+        )
+
+
+class SqlIdempotencyKeys(IdempotencyKeys):
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def claim(
+        self, customer_id: str, key: str, request_hash: str, order_id: str
+    ) -> IdempotencyRecord | None:
+        try:
+            with self.session.begin_nested():
+                self.session.execute(
+                    sa.insert(idempotency_keys).values(
+                        customer_id=customer_id,
+                        idempotency_key=key,
+                        request_hash=request_hash,
+                        order_id=order_id,
+                        created_at=datetime.now(UTC),
+                    )
+                )
+        except IntegrityError:
+            row = self.session.execute(
+                sa.select(idempotency_keys.c.order_id, idempotency_keys.c.request_hash).where(
+                    idempotency_keys.c.customer_id == customer_id,
+                    idempotency_keys.c.idempotency_key == key,
+                )
+            ).one()
+            return IdempotencyRecord(row.order_id, row.request_hash)
+        return None

@@ -1,0 +1,61 @@
+"""Wire the orders service: engine, units of work, payment gateway and the files client."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from eventforge.files.v1 import files_pb2_grpc
+from eventforge.orders.adapters.payments import LocalPaymentGateway
+from eventforge.orders.service_layer.ports import PaymentGateway
+from eventforge.orders.service_layer.saga import RetryPolicy
+from eventforge.orders.service_layer.unit_of_work import SqlUnitOfWork
+from eventforge.runtime.db import create_service_engine, session_factory
+from eventforge.runtime.grpc.client import channel
+from eventforge.runtime.settings import Settings
+from eventforge.runtime.telemetry import instrument_engine
+
+FILES_SERVICE = "eventforge.files.v1.FilesService"
+
+
+@dataclass
+class OrdersApp:
+    """Everything the orders entrypoints need, created once per process."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    gateway: PaymentGateway
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.sessions)
+
+    @cached_property
+    def files(self) -> files_pb2_grpc.FilesServiceStub:
+        """Client of the files service (created on first use)."""
+        target = self.settings.address_of("files")
+        return files_pb2_grpc.FilesServiceStub(
+            channel(
+                self.settings,
+                target,
+                FILES_SERVICE,
+                ["GetDownloadUrl", "GetFile"],
+                identity="orders",
+            )
+        )
+
+
+def bootstrap(settings: Settings, *, gateway: PaymentGateway | None = None) -> OrdersApp:
+    """The orders application on real adapters (or the given payment gateway)."""
+    engine = create_service_engine(settings, "orders")
+    instrument_engine(engine)
+    return OrdersApp(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        gateway=gateway or LocalPaymentGateway(engine),
+    )

@@ -1,0 +1,1 @@
+"""Orders domain: the order aggregate and its saga state machine, with no I/O."""

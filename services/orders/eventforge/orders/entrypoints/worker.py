@@ -1,0 +1,50 @@
+"""The orders queue worker: `order.placed` drives the saga; stalled orders are resumed."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from eventforge.events.v1 import events_pb2
+from eventforge.orders.bootstrap import OrdersApp, bootstrap
+from eventforge.orders.service_layer.saga import advance_saga, recover_stalled
+from eventforge.runtime.messaging.messages import IncomingMessage
+from eventforge.runtime.messaging.processing import HandlerRegistry
+from eventforge.runtime.messaging.worker_process import Periodic, run_worker
+from eventforge.runtime.settings import Settings
+
+STALLED_AFTER = timedelta(minutes=2)
+
+
+def handlers(app: OrdersApp) -> HandlerRegistry:
+    """Event type → handler for the orders queue."""
+    registry = HandlerRegistry()
+
+    def on_order_placed(message: IncomingMessage, session: Session) -> None:
+        del session  # the saga commits step by step in its own units of work
+        placed = message.payload
+        assert isinstance(placed, events_pb2.OrderPlaced)
+        advance_saga(order_id=placed.order_id, uow=app.uow(), gateway=app.gateway, retry=app.retry)
+
+    # The order's persisted state, not the inbox, is what keeps the saga from repeating a step.
+    registry.register("order.placed", on_order_placed, name="saga", own_transactions=True)
+    return registry
+
+
+def main(settings: Settings) -> None:
+    """Consume the orders queue until told to stop."""
+    app = bootstrap(settings)
+
+    def recover() -> int:
+        return recover_stalled(
+            uow=app.uow(), gateway=app.gateway, retry=app.retry, idle_for=STALLED_AFTER
+        )
+
+    run_worker(
+        settings,
+        "orders",
+        app.engine,
+        handlers(app),
+        periodic=[Periodic("stalled order recovery", 30, recover)],
+    )

@@ -1,0 +1,101 @@
+"""What the orders use cases need from the outside world, as abstract ports."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+
+from eventforge.orders.domain.model import Order, OrderLine
+
+
+@dataclass(frozen=True)
+class Product:
+    sku: str
+    name: str
+    price_minor: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Position after the last order of a page (orders are listed newest first)."""
+
+    created_at: datetime
+    order_id: str
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    order_id: str
+    request_hash: str
+
+
+class OrderRepository(abc.ABC):
+    @abc.abstractmethod
+    def add(self, order: Order) -> None:
+        """Store a new order."""
+
+    @abc.abstractmethod
+    def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        """Load an order; `for_update` locks it until the unit of work ends."""
+
+    @abc.abstractmethod
+    def save(self, order: Order) -> None:
+        """Persist changes to a loaded order."""
+
+    @abc.abstractmethod
+    def list_for_customer(
+        self, customer_id: str, *, after: PageCursor | None, limit: int
+    ) -> list[Order]:
+        """A customer's orders, newest first, after the cursor."""
+
+    @abc.abstractmethod
+    def stalled(self, *, older_than: datetime, limit: int) -> list[str]:
+        """Ids of non-terminal orders not updated since `older_than`."""
+
+
+class Catalog(abc.ABC):
+    @abc.abstractmethod
+    def products(self, skus: set[str]) -> dict[str, Product]:
+        """The products of the catalogue among `skus`."""
+
+    @abc.abstractmethod
+    def reserve(self, order_id: str, lines: list[OrderLine]) -> list[str]:
+        """Reserve stock for every line, or nothing: returns the SKUs short of stock."""
+
+    @abc.abstractmethod
+    def release(self, order_id: str) -> None:
+        """Return the order's reserved stock (idempotent)."""
+
+
+class IdempotencyKeys(abc.ABC):
+    @abc.abstractmethod
+    def claim(
+        self, customer_id: str, key: str, request_hash: str, order_id: str
+    ) -> IdempotencyRecord | None:
+        """Claim a key for a new order; returns the earlier record if the key was used."""
+
+
+class PaymentDeclined(Exception):
+    """The payment was refused for good (declined, insufficient funds...)."""
+
+
+class PaymentUnavailable(Exception):
+    """The gateway failed or timed out; retrying with the same idempotency key is safe."""
+
+
+class PaymentGateway(abc.ABC):
+    @abc.abstractmethod
+    def charge(
+        self, *, idempotency_key: str, order_id: str, amount_minor: int, currency: str, token: str
+    ) -> str:
+        """Charge once per idempotency key; returns the payment id."""
+
+    @abc.abstractmethod
+    def find_charge(self, idempotency_key: str) -> str | None:
+        """The payment id charged under this key, if any (to settle an unrecorded charge)."""
+
+    @abc.abstractmethod
+    def refund(self, *, idempotency_key: str, payment_id: str) -> None:
+        """Refund a charge in full, once per idempotency key."""

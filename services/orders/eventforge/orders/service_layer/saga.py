@@ -1,0 +1,194 @@
+"""The order saga: reserve inventory → charge payment → confirm, compensating in reverse.
+
+Each step runs in its own unit of work that locks the order row, re-reads its persisted state
+and moves it on, so a redelivered event, a second worker or a restarted one continues from
+where the order stands and never repeats a step (the charge and the refund also carry
+idempotency keys derived from the order).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from opentelemetry import trace
+
+from eventforge.orders.domain.model import Order, OrderStatus
+from eventforge.orders.service_layer.ports import (
+    PaymentDeclined,
+    PaymentGateway,
+    PaymentUnavailable,
+)
+from eventforge.orders.service_layer.unit_of_work import UnitOfWork
+from eventforge.runtime.errors import NotFound
+
+log = logging.getLogger("eventforge.orders.saga")
+tracer = trace.get_tracer("eventforge.orders.saga")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Transient failures are retried with jittered exponential backoff before giving up."""
+
+    attempts: int = 5
+    base_delay: float = 0.1
+    max_delay: float = 2.0
+    sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+
+    def call(self, operation: Callable[[], T]) -> T:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return operation()
+            except PaymentUnavailable as error:
+                if attempt == self.attempts:
+                    raise
+                delay = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+                log.info("transient failure (%s); retry %d in %.2fs", error, attempt, delay)
+                self.sleep(random.uniform(delay / 2, delay))  # noqa: S311
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def charge_key(order_id: str) -> str:
+    return f"order-{order_id}-charge"
+
+
+def refund_key(order_id: str) -> str:
+    return f"order-{order_id}-refund"
+
+
+def advance_saga(
+    *, order_id: str, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy
+) -> Order:
+    """Drive an order as far as it can go now; returns it in its new state."""
+    order = _reserve(order_id, uow)
+    if order.status is OrderStatus.INVENTORY_RESERVED:
+        order = _charge(order, uow, gateway, retry)
+    if order.status is OrderStatus.PAYMENT_CHARGED:
+        order = _confirm(order_id, uow)
+    if order.status is OrderStatus.COMPENSATING or order.needs_refund:
+        order = compensate(order_id=order_id, uow=uow, gateway=gateway, retry=retry)
+    return order
+
+
+def _locked(uow: UnitOfWork, order_id: str) -> Order:
+    order = uow.orders.get(order_id, for_update=True)
+    if order is None:
+        raise NotFound(f"order {order_id} not found")
+    return uow.track(order)
+
+
+def _reserve(order_id: str, uow: UnitOfWork) -> Order:
+    with uow, tracer.start_as_current_span("saga reserve_inventory") as span:
+        order = _locked(uow, order_id)
+        span.set_attribute("eventforge.order_id", order_id)
+        if order.status is not OrderStatus.PENDING:
+            return order
+        short = uow.catalog.reserve(order.order_id, order.lines)
+        if short:
+            order.step_failed("reserve_inventory", f"insufficient stock for {', '.join(short)}")
+        else:
+            order.inventory_reserved()
+        uow.orders.save(order)
+        uow.commit()
+        return order
+
+
+def _charge(order: Order, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy) -> Order:
+    payment_id, failure = "", ""
+    with tracer.start_as_current_span("saga charge_payment") as span:
+        span.set_attribute("eventforge.order_id", order.order_id)
+        try:
+            payment_id = retry.call(
+                lambda: gateway.charge(
+                    idempotency_key=charge_key(order.order_id),
+                    order_id=order.order_id,
+                    amount_minor=order.total_minor,
+                    currency=order.currency,
+                    token=order.payment_token,
+                )
+            )
+        except PaymentDeclined as error:
+            failure = f"payment declined: {error}"
+        except PaymentUnavailable as error:
+            failure = f"payment failed after {retry.attempts} attempts: {error}"
+        if failure:
+            span.set_status(trace.StatusCode.ERROR, failure)
+    with uow:
+        order = _locked(uow, order.order_id)
+        if payment_id:
+            order.payment_charged(payment_id)
+        elif order.status is OrderStatus.INVENTORY_RESERVED:
+            order.step_failed("charge_payment", failure)
+        uow.orders.save(order)
+        uow.commit()
+        return order
+
+
+def _confirm(order_id: str, uow: UnitOfWork) -> Order:
+    with uow, tracer.start_as_current_span("saga confirm"):
+        order = _locked(uow, order_id)
+        if order.status is OrderStatus.PAYMENT_CHARGED:
+            order.confirm()
+            uow.orders.save(order)
+            uow.commit()
+        return order
+
+
+def compensate(
+    *, order_id: str, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy
+) -> Order:
+    """Undo what was done, in reverse (refund, then release); holds the order's lock throughout."""
+    with uow, tracer.start_as_current_span("saga compensate") as span:
+        order = _locked(uow, order_id)
+        span.set_attribute("eventforge.order_id", order_id)
+        if order.status is OrderStatus.COMPENSATING and order.reserved and not order.payment_id:
+            # The charge step may have run without its result being recorded (a crash).
+            found = gateway.find_charge(charge_key(order_id))
+            if found:
+                order.payment_charged(found)
+        if order.needs_refund:
+            try:
+                retry.call(
+                    lambda: gateway.refund(
+                        idempotency_key=refund_key(order_id), payment_id=order.payment_id
+                    )
+                )
+                order.refund_done()
+            except (PaymentDeclined, PaymentUnavailable) as error:
+                span.set_status(trace.StatusCode.ERROR, str(error))
+                log.error("refund of order %s failed: %s", order_id, error)
+                order.compensation_failed("refund_payment", str(error))
+                uow.orders.save(order)
+                uow.commit()
+                return order
+        if order.status is OrderStatus.COMPENSATING:
+            if order.reserved:
+                uow.catalog.release(order_id)
+                order.release_done()
+            order.compensated()
+        uow.orders.save(order)
+        uow.commit()
+        return order
+
+
+def recover_stalled(
+    *,
+    uow: UnitOfWork,
+    gateway: PaymentGateway,
+    retry: RetryPolicy,
+    idle_for: timedelta,
+    limit: int = 50,
+) -> int:
+    """Advance orders that stopped moving (a lost or dead-lettered event); returns how many."""
+    with uow:
+        stalled = uow.orders.stalled(older_than=datetime.now(UTC) - idle_for, limit=limit)
+    for order_id in stalled:
+        log.warning("resuming stalled order %s", order_id)
+        advance_saga(order_id=order_id, uow=uow, gateway=gateway, retry=retry)
+    return len(stalled)

@@ -1,0 +1,203 @@
+"""In-memory fakes of the orders ports, for fast tests of the domain and handlers."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from datetime import datetime
+from typing import Self
+
+from google.protobuf.message import Message
+
+from eventforge.orders.domain.model import TERMINAL, Order, OrderLine
+from eventforge.orders.service_layer.ports import (
+    Catalog,
+    IdempotencyKeys,
+    IdempotencyRecord,
+    OrderRepository,
+    PageCursor,
+    PaymentDeclined,
+    PaymentGateway,
+    PaymentUnavailable,
+    Product,
+)
+from eventforge.orders.service_layer.unit_of_work import UnitOfWork
+
+CATALOGUE = {
+    "SKU-BOOK-001": Product("SKU-BOOK-001", "Book", 2500, "USD"),
+    "SKU-MUG-001": Product("SKU-MUG-001", "Mug", 1299, "USD"),
+    "SKU-EURO-001": Product("SKU-EURO-001", "Euro thing", 999, "EUR"),
+}
+
+
+class Crash(Exception):
+    """A simulated process crash at a commit."""
+
+
+class FakeOrders(OrderRepository):
+    def __init__(self) -> None:
+        self.rows: dict[str, Order] = {}
+
+    def add(self, order: Order) -> None:
+        self.save(order)
+
+    def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
+        found = self.rows.get(order_id)
+        return copy.deepcopy(found) if found else None
+
+    def save(self, order: Order) -> None:
+        stored = copy.deepcopy(order)
+        stored.events = []  # like a database row: events are not state
+        self.rows[order.order_id] = stored
+
+    def list_for_customer(
+        self, customer_id: str, *, after: PageCursor | None, limit: int
+    ) -> list[Order]:
+        mine = sorted(
+            (o for o in self.rows.values() if o.customer_id == customer_id),
+            key=lambda o: (o.created_at, o.order_id),
+            reverse=True,
+        )
+        if after:
+            mine = [
+                o for o in mine if (o.created_at, o.order_id) < (after.created_at, after.order_id)
+            ]
+        return copy.deepcopy(mine[:limit])
+
+    def stalled(self, *, older_than: datetime, limit: int) -> list[str]:
+        return [
+            o.order_id
+            for o in self.rows.values()
+            if o.status not in TERMINAL and o.updated_at < older_than
+        ][:limit]
+
+
+class FakeCatalog(Catalog):
+    def __init__(self, stock: dict[str, int] | None = None) -> None:
+        self.stock = dict(stock or {sku: 100 for sku in CATALOGUE})
+        self.reservations: dict[str, list[OrderLine]] = {}
+
+    def products(self, skus: set[str]) -> dict[str, Product]:
+        return {sku: CATALOGUE[sku] for sku in skus if sku in CATALOGUE}
+
+    def reserve(self, order_id: str, lines: list[OrderLine]) -> list[str]:
+        if order_id in self.reservations:
+            return []
+        short = [line.sku for line in lines if self.stock.get(line.sku, 0) < line.quantity]
+        if short:
+            return short
+        for line in lines:
+            self.stock[line.sku] -= line.quantity
+        self.reservations[order_id] = list(lines)
+        return []
+
+    def release(self, order_id: str) -> None:
+        for line in self.reservations.pop(order_id, []):
+            self.stock[line.sku] += line.quantity
+
+
+class FakeIdempotency(IdempotencyKeys):
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str, str], IdempotencyRecord] = {}
+
+    def claim(
+        self, customer_id: str, key: str, request_hash: str, order_id: str
+    ) -> IdempotencyRecord | None:
+        earlier = self.keys.get((customer_id, key))
+        if earlier is None:
+            self.keys[(customer_id, key)] = IdempotencyRecord(order_id, request_hash)
+        return earlier
+
+
+class FakeUnitOfWork(UnitOfWork):
+    """Shares its repositories across units; `crash_at` makes chosen commits fail."""
+
+    orders: FakeOrders
+    catalog: FakeCatalog
+
+    def __init__(self, catalog: FakeCatalog | None = None) -> None:
+        super().__init__()
+        self.orders = FakeOrders()
+        self.catalog = catalog or FakeCatalog()
+        self.idempotency = FakeIdempotency()
+        self.published: list[Message] = []
+        self.pending: list[Message] = []
+        self.commits = itertools.count(1)
+        self.crash_at: set[int] = set()
+        self._snapshot: tuple[dict[str, Order], dict[str, int], dict[str, list[OrderLine]]] = (
+            {},
+            {},
+            {},
+        )
+
+    def __enter__(self) -> Self:
+        self._snapshot = (
+            copy.deepcopy(self.orders.rows),
+            dict(self.catalog.stock),
+            copy.deepcopy(self.catalog.reservations),
+        )
+        self.pending = []
+        return super().__enter__()
+
+    def record(self, payload: Message, *, subject: str) -> None:
+        self.pending.append(payload)
+
+    def _commit(self) -> None:
+        if next(self.commits) in self.crash_at:
+            raise Crash("crashed while committing")
+        self.published += self.pending
+        self.pending = []
+        self._snapshot = (
+            copy.deepcopy(self.orders.rows),
+            dict(self.catalog.stock),
+            copy.deepcopy(self.catalog.reservations),
+        )
+
+    def rollback(self) -> None:
+        rows, stock, reservations = self._snapshot
+        self.orders.rows = copy.deepcopy(rows)
+        self.catalog.stock = dict(stock)
+        self.catalog.reservations = copy.deepcopy(reservations)
+        self.pending = []
+
+    def types(self) -> list[str]:
+        return [payload.DESCRIPTOR.name for payload in self.published]
+
+
+class FakeGateway(PaymentGateway):
+    """Outcomes by token, like the local provider; counts every charge and refund."""
+
+    def __init__(self) -> None:
+        self.charges: dict[str, str] = {}
+        self.refunds: dict[str, str] = {}
+        self.attempts: dict[str, int] = {}
+        self.tokens: dict[str, str] = {}
+
+    def charge(
+        self, *, idempotency_key: str, order_id: str, amount_minor: int, currency: str, token: str
+    ) -> str:
+        if idempotency_key in self.charges:
+            return self.charges[idempotency_key]
+        attempt = self.attempts[idempotency_key] = self.attempts.get(idempotency_key, 0) + 1
+        if token == "tok_decline":
+            raise PaymentDeclined("card declined")
+        if token == "tok_timeout":
+            raise PaymentUnavailable("timed out")
+        if token.startswith("tok_transient_") and attempt <= int(token.rsplit("_", 1)[1]):
+            raise PaymentUnavailable(f"unavailable (attempt {attempt})")
+        payment_id = f"pay-{order_id}"
+        self.charges[idempotency_key] = payment_id
+        self.tokens[payment_id] = token
+        return payment_id
+
+    def find_charge(self, idempotency_key: str) -> str | None:
+        return self.charges.get(idempotency_key)
+
+    def refund(self, *, idempotency_key: str, payment_id: str) -> None:
+        if self.tokens.get(payment_id) == "tok_refund_fails":
+            raise PaymentDeclined("refund refused")
+        self.refunds.setdefault(payment_id, idempotency_key)
+
+    def net_charges(self, order_id: str) -> int:
+        charged = sum(1 for p in self.charges.values() if p == f"pay-{order_id}")
+        return charged - sum(1 for p in self.refunds if p == f"pay-{order_id}")
