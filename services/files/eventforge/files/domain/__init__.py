@@ -1,0 +1,1 @@
+"""Files domain: the File aggregate, content rules and money formatting; no I/O."""

@@ -1,0 +1,1 @@
+"""Files service layer: use cases (handlers), ports and the unit of work."""

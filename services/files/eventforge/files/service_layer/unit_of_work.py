@@ -1,0 +1,120 @@
+"""Units of work: one transaction per use case; file events go to the outbox with it."""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import Self
+
+from google.protobuf.message import Message
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+from eventforge.files.adapters.repository import SqlFiles
+from eventforge.files.domain.model import File
+from eventforge.files.service_layer.events import to_payload
+from eventforge.files.service_layer.ports import FileRepository
+from eventforge.runtime.messaging.outbox import record_event
+
+
+class UnitOfWork(abc.ABC):
+    """Rolls back unless committed; `commit` also records the events of the files it saw."""
+
+    files: FileRepository
+
+    def __init__(self) -> None:
+        self.seen: list[File] = []
+
+    def __enter__(self) -> Self:
+        self.seen = []
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+
+    def track(self, file: File) -> File:
+        """Remember a file so its new events are published when the unit commits."""
+        self.seen.append(file)
+        return file
+
+    def commit(self) -> None:
+        for file in self.seen:
+            while file.events:
+                self.record(to_payload(file.events.pop(0), file), subject=file.file_id)
+        self._commit()
+
+    @abc.abstractmethod
+    def record(self, payload: Message, *, subject: str) -> None:
+        """Add an event to the outbox of this unit of work."""
+
+    @abc.abstractmethod
+    def _commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...
+
+
+class SqlUnitOfWork(UnitOfWork):
+    """A unit of work over its own SQLAlchemy session of the files schema."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        super().__init__()
+        self.session_factory = session_factory
+
+    def __enter__(self) -> Self:
+        self.session = self.session_factory()
+        self.files = SqlFiles(self.session)
+        return super().__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
+        self.session.close()
+
+    def record(self, payload: Message, *, subject: str) -> None:
+        record_event(self.session, "files", payload, subject=subject)
+
+    def _commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+
+class MessageUnitOfWork(UnitOfWork):
+    """A unit of work inside a queue handler's transaction, which the consumer runtime owns.
+
+    It works in a savepoint: `commit` releases it, leaving the real commit to the runtime (with
+    the inbox row); leaving without commit rolls back only this unit's work.
+    """
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+        self.files = SqlFiles(session)
+        self._savepoint: SessionTransaction | None = None
+
+    def __enter__(self) -> Self:
+        self._savepoint = self.session.begin_nested()
+        return super().__enter__()
+
+    def record(self, payload: Message, *, subject: str) -> None:
+        record_event(self.session, "files", payload, subject=subject)
+
+    def _commit(self) -> None:
+        if self._savepoint is not None:
+            self._savepoint.commit()
+            self._savepoint = None
+
+    def rollback(self) -> None:
+        if self._savepoint is not None and self._savepoint.is_active:
+            self._savepoint.rollback()
+        self._savepoint = None
