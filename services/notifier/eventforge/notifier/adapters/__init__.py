@@ -1,0 +1,1 @@
+"""Adapters: storage, AWS clients and other outside systems."""

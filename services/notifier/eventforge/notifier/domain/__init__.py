@@ -1,0 +1,1 @@
+"""Notifier domain: webhooks, deliveries and notifications, URL and address rules; no I/O."""

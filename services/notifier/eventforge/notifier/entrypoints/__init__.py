@@ -1,0 +1,1 @@
+"""Entrypoints: thin translations from gRPC calls and queue messages to handlers."""

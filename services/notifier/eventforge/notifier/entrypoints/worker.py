@@ -1,0 +1,62 @@
+"""The notifier worker: consumes order and file events, and dispatches webhooks and emails."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from eventforge.notifier.bootstrap import NotifierApp, bootstrap
+from eventforge.notifier.service_layer.dispatcher import Dispatcher
+from eventforge.notifier.service_layer.fan_out import fan_out
+from eventforge.notifier.service_layer.webhooks import deliverable_event_types
+from eventforge.runtime.messaging.messages import IncomingMessage
+from eventforge.runtime.messaging.processing import Handler
+from eventforge.runtime.messaging.worker_process import Periodic, run_worker
+from eventforge.runtime.settings import Settings
+
+DISPATCH_SECONDS = 0.5
+
+
+def handlers(app: NotifierApp) -> dict[str, Handler]:
+    """Event type → handler for the notifier's queues (every type they carry)."""
+
+    # The inbox records this handler as "notify": keep the name, or old events run again.
+    def notify(message: IncomingMessage, session: Session) -> None:
+        if message.envelope is None:
+            raise TypeError(f"{message.event_type} message without an envelope")
+        fan_out(
+            envelope=message.envelope,
+            uow=app.uow_in(session),
+            files=app.files,
+            renderer=app.renderer,
+        )
+
+    return dict.fromkeys(deliverable_event_types(), notify)
+
+
+def dispatcher(app: NotifierApp) -> Dispatcher:
+    """The dispatcher of webhook deliveries and emails, on the app's adapters."""
+    return Dispatcher(
+        uow=app.uow,
+        transport=app.transport,
+        resolver=app.resolver,
+        mailer=app.mailer,
+        policy=app.delivery_policy,
+        email_policy=app.email_policy,
+        concurrency=app.settings.notifier_dispatch_concurrency,
+    )
+
+
+def main(settings: Settings) -> None:
+    """Consume the notifier's queues and dispatch until told to stop."""
+    app = bootstrap(settings)
+    dispatch = dispatcher(app)
+    try:
+        run_worker(
+            settings,
+            "notifier",
+            app.engine,
+            handlers(app),
+            periodic=[Periodic("webhook and email dispatch", DISPATCH_SECONDS, dispatch.run_once)],
+        )
+    finally:
+        dispatch.shutdown()

@@ -1,0 +1,124 @@
+"""The dispatcher: claims due webhook deliveries and emails and works them off in a bounded pool.
+
+Each delivery is independent: its own claim, attempt and record. A slow or failing endpoint
+holds at most `per_endpoint` threads of the pool; every other endpoint's deliveries keep going.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
+
+from eventforge.notifier.service_layer.deliveries import (
+    DeliveryPolicy,
+    attempt_delivery,
+    claim_deliveries,
+)
+from eventforge.notifier.service_layer.notifications import EmailPolicy, claim_emails, send_email
+from eventforge.notifier.service_layer.ports import Mailer, Resolver, WebhookTransport
+from eventforge.notifier.service_layer.unit_of_work import UnitOfWork
+
+log = logging.getLogger("eventforge.notifier.dispatcher")
+
+PER_ENDPOINT = 2
+"""Attempts in flight to one endpoint at once (per dispatcher)."""
+
+
+class Dispatcher:
+    """Call `run_once` periodically (it never blocks on an attempt); `shutdown` at the end."""
+
+    def __init__(
+        self,
+        *,
+        uow: Callable[[], UnitOfWork],
+        transport: WebhookTransport,
+        resolver: Resolver,
+        mailer: Mailer,
+        policy: DeliveryPolicy,
+        email_policy: EmailPolicy,
+        concurrency: int,
+        per_endpoint: int = PER_ENDPOINT,
+    ) -> None:
+        self.uow = uow
+        self.transport = transport
+        self.resolver = resolver
+        self.mailer = mailer
+        self.policy = policy
+        self.email_policy = email_policy
+        self.concurrency = concurrency
+        self.per_endpoint = per_endpoint
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._busy: Counter[str] = Counter()
+        self._closed = False
+
+    def run_once(self) -> int:
+        """Claim what is due and fits in the pool, and start it; how many were started."""
+        with self._lock:
+            if self._closed:
+                return 0
+            free, busy = self.concurrency - self._in_flight, dict(self._busy)
+        # Emails get up to half of the free threads first, so a webhook backlog cannot starve them.
+        emails = claim_emails(uow=self.uow(), limit=(free + 1) // 2, policy=self.email_policy)
+        for notification in emails:
+            self._start(
+                "",
+                partial(
+                    send_email,
+                    notification,
+                    uow=self.uow(),
+                    mailer=self.mailer,
+                    policy=self.email_policy,
+                ),
+            )
+        deliveries = claim_deliveries(
+            uow=self.uow(),
+            limit=free - len(emails),
+            busy=busy,
+            per_endpoint=self.per_endpoint,
+            lease=self.policy.lease,
+        )
+        for due in deliveries:
+            self._start(
+                due.webhook_id,
+                partial(
+                    attempt_delivery,
+                    due,
+                    uow=self.uow(),
+                    transport=self.transport,
+                    resolver=self.resolver,
+                    policy=self.policy,
+                ),
+            )
+        return len(deliveries) + len(emails)
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Claim nothing more; let the attempts in flight finish (and be recorded) when `wait`."""
+        with self._lock:
+            self._closed = True
+        self._pool.shutdown(wait=wait)
+
+    def _start(self, endpoint: str, work: Callable[[], object]) -> None:
+        with self._lock:
+            self._in_flight += 1
+            if endpoint:
+                self._busy[endpoint] += 1
+        future = self._pool.submit(work)
+        future.add_done_callback(lambda done: self._finished(endpoint, done))
+
+    def _finished(self, endpoint: str, done: Future[object]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            if endpoint:
+                self._busy[endpoint] -= 1
+                if self._busy[endpoint] <= 0:
+                    del self._busy[endpoint]
+        error = done.exception()
+        if error is not None:
+            # Its lease runs out and it is claimed again; the failure itself must be seen.
+            log.error("dispatch failed: %r", error, exc_info=error)

@@ -1,0 +1,127 @@
+"""Units of work: one transaction per use case; entity events go to the outbox with it.
+
+`SqlUnitOfWork` owns its session and commits it. `SessionUnitOfWork` works in a session it is
+handed — the queue consumer's, whose transaction also holds the inbox row — and leaves the
+commit to its owner.
+"""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import Self, TypeVar
+
+from google.protobuf.message import Message
+from sqlalchemy.orm import Session, sessionmaker
+
+from eventforge.notifier.adapters.notification_repository import SqlNotifications
+from eventforge.notifier.adapters.repository import SqlDeliveries, SqlWebhooks
+from eventforge.notifier.domain.model import Delivery, Notification, Webhook
+from eventforge.notifier.service_layer.events import to_payload
+from eventforge.notifier.service_layer.ports import (
+    DeliveryRepository,
+    NotificationRepository,
+    WebhookRepository,
+)
+from eventforge.runtime.messaging.outbox import record_event
+
+Tracked = TypeVar("Tracked", Webhook, Delivery, Notification)
+
+
+class UnitOfWork(abc.ABC):
+    """Rolls back unless committed; `commit` also records the events of the entities it saw."""
+
+    webhooks: WebhookRepository
+    deliveries: DeliveryRepository
+    notifications: NotificationRepository
+
+    def __init__(self) -> None:
+        self.seen: list[Webhook | Delivery | Notification] = []
+
+    def __enter__(self) -> Self:
+        self.seen = []
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+
+    def track(self, entity: Tracked) -> Tracked:
+        """Remember an entity so its new events are published when the unit commits."""
+        self.seen.append(entity)
+        return entity
+
+    def commit(self) -> None:
+        for entity in self.seen:
+            while entity.events:
+                payload, subject = to_payload(entity.events.pop(0))
+                self.record(payload, subject=subject)
+        self._commit()
+
+    @abc.abstractmethod
+    def record(self, payload: Message, *, subject: str) -> None:
+        """Add an event to the outbox of this unit of work."""
+
+    @abc.abstractmethod
+    def _commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...
+
+
+class _SessionBound(UnitOfWork):
+    session: Session
+
+    def _bind(self, session: Session) -> None:
+        self.session = session
+        self.webhooks = SqlWebhooks(session)
+        self.deliveries = SqlDeliveries(session)
+        self.notifications = SqlNotifications(session)
+
+    def record(self, payload: Message, *, subject: str) -> None:
+        record_event(self.session, "notifier", payload, subject=subject)
+
+
+class SqlUnitOfWork(_SessionBound):
+    """A unit of work over its own session of the notifier schema."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        super().__init__()
+        self.session_factory = session_factory
+
+    def __enter__(self) -> Self:
+        self._bind(self.session_factory())
+        return super().__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
+        self.session.close()
+
+    def _commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+
+class SessionUnitOfWork(_SessionBound):
+    """A unit of work inside a transaction someone else owns: commit flushes, never commits."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._bind(session)
+
+    def _commit(self) -> None:
+        self.session.flush()
+
+    def rollback(self) -> None:
+        """The owner rolls back (a handler's exception reaches the consumer, which does)."""
