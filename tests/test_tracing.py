@@ -1,0 +1,153 @@
+"""One request id, one trace across all three services, in the span file, the logs and OTLP."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+import pytest
+
+from eventforge.common.v1.money_pb2 import Money
+from eventforge.notifier.v1 import notifier_pb2, notifier_pb2_grpc
+from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
+from eventforge.runtime.telemetry import SpanRecord, read_span_file
+from eventforge.topology import TOPOLOGY
+from eventforge.trace_edges import EDGES, Edge, observed_edges
+from tests.fixtures.otlp import OtlpReceiver
+from tests.fixtures.services import StartService
+
+
+def test_declared_async_edges_are_exactly_the_topology_subscriptions() -> None:
+    from_topology = {
+        Edge(str(topic.publisher), queue.consumer, "async", event_type)
+        for queue in TOPOLOGY.queues
+        for topic in [TOPOLOGY.topic(queue.topic)]
+        if topic.publisher is not None
+        for event_type in queue.event_types or ()
+    }
+    assert {edge for edge in EDGES if edge.kind == "async"} == from_topology
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(300)  # nine processes start on two cores
+def test_one_trace_follows_an_order_across_every_hop(
+    start_service: StartService, otlp_receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    spans_file = tmp_path / "spans.jsonl"
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_receiver.endpoint,
+        "OTEL_EXPORTER_OTLP_INSECURE": "true",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "EVENTFORGE_SPAN_FILE": str(spans_file),
+    }
+    processes = {
+        (service, role): start_service(service, role, env=env)
+        for service in ("orders", "files", "notifier")
+        for role in ("api", "worker", "relay")
+    }
+    api, worker = processes[("orders", "api")], processes[("orders", "worker")]
+    for service in ("orders", "files", "notifier"):
+        processes[(service, "api")].wait_serving(timeout=120)
+    request_id = f"trace-{uuid.uuid4().hex[:12]}"
+    with grpc.insecure_channel(api.address) as channel:
+        stub = orders_pb2_grpc.OrdersServiceStub(channel)
+        created, call = stub.CreateOrder.with_call(
+            orders_pb2.CreateOrderRequest(
+                idempotency_key=request_id,
+                customer_id="cust-trace",
+                customer_email="trace@example.com",
+                currency="USD",
+                payment_token="tok_success",
+                items=[
+                    orders_pb2.OrderLineRequest(
+                        sku="SKU-MUG-001",
+                        quantity=1,
+                        unit_price=Money(amount_minor=1299, currency="USD"),
+                    )
+                ],
+            ),
+            metadata=(("x-request-id", request_id),),
+            timeout=5,
+        )
+        assert dict(call.trailing_metadata() or ())["x-request-id"] == request_id
+        deadline = time.monotonic() + 30
+        while (
+            stub.GetOrder(
+                orders_pb2.GetOrderRequest(order_id=created.order.order_id), timeout=5
+            ).order.status
+            != orders_pb2.ORDER_STATUS_CONFIRMED
+        ):
+            assert time.monotonic() < deadline, "order never confirmed"
+            time.sleep(0.1)
+    with grpc.insecure_channel(processes[("notifier", "api")].address) as channel:
+        notifier = notifier_pb2_grpc.NotifierServiceStub(channel)
+        deadline = time.monotonic() + 60
+        # The receipt email is the end of the flow: order → files → notifier → files.
+        while not any(
+            n.event_type == "receipt.ready" and n.status == notifier_pb2.NOTIFICATION_STATUS_SENT
+            for n in notifier.ListNotifications(
+                notifier_pb2.ListNotificationsRequest(recipient="trace@example.com"), timeout=5
+            ).notifications
+        ):
+            assert time.monotonic() < deadline, "no receipt email"
+            time.sleep(0.2)
+    for process in processes.values():
+        process.stop()  # flushes the span processors
+
+    records = read_span_file(spans_file)
+    mine = [r for r in records if r["request_id"] == request_id]
+    trace_ids = {r["trace_id"] for r in mine}
+    assert len(trace_ids) == 1, trace_ids
+    [trace_id] = trace_ids
+    in_trace = [r for r in records if r["trace_id"] == trace_id]
+    assert all(r["request_id"] == request_id for r in in_trace)
+
+    def one(kind: str, event_type: str | None = None, name: str | None = None) -> SpanRecord:
+        [found] = [
+            r
+            for r in in_trace
+            if r["kind"] == kind
+            and event_type in (None, r["attributes"].get("eventforge.event_type"))
+            and name in (None, r["name"])
+        ]
+        return found
+
+    server = one("SERVER", name="/eventforge.orders.v1.OrdersService/CreateOrder")
+    producer = one("PRODUCER", "order.placed")
+    consumer = one("CONSUMER", "order.placed")
+    confirmed = one("PRODUCER", "order.confirmed")  # published by the saga, same trace
+    assert confirmed["request_id"] == request_id
+    assert consumer["parent_span_id"] == producer["span_id"]
+    assert producer["span_id"] in {link["span_id"] for link in consumer["links"]}
+    ancestors = {
+        r["span_id"] for r in in_trace if r["start_unix_nano"] <= producer["start_unix_nano"]
+    }
+    assert producer["parent_span_id"] in ancestors
+    names = {r["name"] for r in in_trace}
+    assert {"saga reserve_inventory", "saga charge_payment", "saga confirm"} <= names
+    edges = observed_edges(records)
+    assert edges <= EDGES, edges - EDGES
+    assert {
+        Edge("orders", "orders", "async", "order.placed"),
+        Edge("orders", "files", "async", "order.confirmed"),
+        Edge("orders", "notifier", "async", "order.confirmed"),
+        Edge("files", "orders", "grpc", "OrdersService/GetOrder"),
+        Edge("files", "notifier", "async", "receipt.ready"),
+        Edge("notifier", "files", "grpc", "FilesService/GetDownloadUrl"),
+    } <= edges
+    services_in_trace = {r["service"] for r in in_trace}
+    assert services_in_trace == {"eventforge-orders", "eventforge-files", "eventforge-notifier"}
+
+    for process in (api, worker):
+        lines = [json.loads(line) for line in process.log().splitlines() if line.startswith("{")]
+        tagged = [line for line in lines if line.get("request_id") == request_id]
+        assert tagged, f"no log line of {process.role} carries the request id"
+        assert {line["trace_id"] for line in tagged} == {trace_id}
+
+    exported = [s for s in otlp_receiver.spans() if s.trace_id == trace_id]
+    assert {s.name for s in exported} >= {server["name"], producer["name"], consumer["name"]}
+    assert all(s.attributes.get("request_id") == request_id for s in exported)
+    assert {s.service for s in exported} == services_in_trace
