@@ -1,0 +1,1 @@
+"""The Pulumi program that provisions EventForge on AWS, one stack per environment."""

@@ -1,0 +1,167 @@
+"""Least privilege, in one place: what each process role of each service may do on AWS."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from eventforge.runtime.settings import ServiceName
+from eventforge.topology import UPLOADS_INCOMING_PREFIX, UPLOADS_QUARANTINE_PREFIX
+from infra.config import Role
+from infra.iam import EVERY_RESOURCE, Grant
+
+SQS_CONSUMER_ACTIONS = (
+    "sqs:GetQueueUrl",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+)
+"""What a consumer does with its own queues (batch calls authorize as their single action)."""
+
+# Publishing into a KMS-encrypted topic: SNS uses the key on the publisher's behalf.
+TOPIC_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
+
+LAMBDA_NETWORK_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+)
+
+
+@dataclass(frozen=True)
+class ServiceResources:
+    """The ARNs one service's processes touch."""
+
+    service: ServiceName
+    topic_arn: pulumi.Input[str] | None
+    """The topic the service publishes to (its relay's), if any."""
+    topic_key_arn: pulumi.Input[str] | None
+    queue_arns: Sequence[pulumi.Input[str]]
+    bucket_arns: Mapping[str, pulumi.Input[str]]
+    ses_identity_arn: pulumi.Input[str]
+
+
+def task_grants(resources: ServiceResources, role: Role) -> list[Grant]:
+    """The task role's grants of one process role."""
+    if role == "api":
+        return _api(resources)
+    if role == "relay":
+        return _relay(resources)
+    return worker_grants(resources)
+
+
+def worker_grants(resources: ServiceResources) -> list[Grant]:
+    """What consuming the service's queues needs, in an ECS worker or a Lambda function."""
+    grants = [Grant("ConsumeOwnQueues", SQS_CONSUMER_ACTIONS, tuple(resources.queue_arns))]
+    if resources.service == "files":
+        uploads = resources.bucket_arns["uploads"]
+        incoming = _objects(uploads, UPLOADS_INCOMING_PREFIX)
+        quarantine = _objects(uploads, UPLOADS_QUARANTINE_PREFIX)
+        grants += [
+            Grant("ReadUploads", ("s3:GetObject",), (incoming, quarantine)),
+            Grant("MoveRejectedUploads", ("s3:DeleteObject",), (incoming,)),
+            Grant("QuarantineRejectedUploads", ("s3:PutObject",), (quarantine,)),
+            # Without it S3 answers 403, not 404, for an upload already moved or never made.
+            Grant("TellMissingUploads", ("s3:ListBucket",), (uploads,)),
+            Grant(
+                "WriteProcessedFilesAndReceipts",
+                ("s3:GetObject", "s3:PutObject"),
+                (
+                    _objects(resources.bucket_arns["processed"]),
+                    _objects(resources.bucket_arns["receipts"]),
+                ),
+            ),
+        ]
+    if resources.service == "notifier":
+        grants.append(
+            Grant(
+                "SendEmailFromOwnIdentity",
+                ("ses:SendEmail", "ses:SendRawEmail"),
+                (resources.ses_identity_arn,),
+            )
+        )
+    return grants
+
+
+def execution_grants(
+    repository_arn: pulumi.Input[str],
+    log_group_arn: pulumi.Input[str],
+    database_secret_arn: pulumi.Input[str],
+) -> list[Grant]:
+    """What ECS needs to start a task: pull its image, ship its logs, inject its DB password."""
+    return [
+        Grant("RegistryToken", ("ecr:GetAuthorizationToken",), (EVERY_RESOURCE,)),
+        Grant(
+            "PullOwnImage",
+            ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"),
+            (repository_arn,),
+        ),
+        log_grant(log_group_arn),
+        Grant("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (database_secret_arn,)),
+    ]
+
+
+def lambda_grants(
+    resources: ServiceResources,
+    log_group_arn: pulumi.Input[str],
+    database_secret_arn: pulumi.Input[str],
+) -> list[Grant]:
+    """A Lambda consumer's grants: the worker's, its logs, its VPC ENIs, its DB password.
+
+    Lambda has no secret injection: the handler reads the password from the secret itself.
+    """
+    return [
+        *worker_grants(resources),
+        log_grant(log_group_arn),
+        Grant("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (database_secret_arn,)),
+        Grant("ManageVpcNetworkInterfaces", LAMBDA_NETWORK_ACTIONS, (EVERY_RESOURCE,)),
+    ]
+
+
+def log_grant(log_group_arn: pulumi.Input[str]) -> Grant:
+    """Create streams in and write to one log group."""
+    return Grant(
+        "WriteOwnLogs",
+        ("logs:CreateLogStream", "logs:PutLogEvents"),
+        (pulumi.Output.concat(log_group_arn, ":*"),),
+    )
+
+
+def _api(resources: ServiceResources) -> list[Grant]:
+    # Only files signs URLs; a presigned URL carries the signer's permissions, nothing more.
+    if resources.service != "files":
+        return []
+    return [
+        Grant(
+            "PresignUploads",
+            ("s3:PutObject",),
+            (_objects(resources.bucket_arns["uploads"], UPLOADS_INCOMING_PREFIX),),
+        ),
+        Grant(
+            "PresignDownloads",
+            ("s3:GetObject",),
+            (
+                _objects(resources.bucket_arns["processed"]),
+                _objects(resources.bucket_arns["receipts"]),
+            ),
+        ),
+    ]
+
+
+def _relay(resources: ServiceResources) -> list[Grant]:
+    if resources.topic_arn is None or resources.topic_key_arn is None:
+        return []
+    return [
+        Grant("PublishToOwnTopic", ("sns:Publish",), (resources.topic_arn,)),
+        Grant("EncryptForOwnTopic", TOPIC_KEY_ACTIONS, (resources.topic_key_arn,)),
+    ]
+
+
+def _objects(bucket_arn: pulumi.Input[str], prefix: str = "") -> pulumi.Output[str]:
+    return pulumi.Output.concat(bucket_arn, "/", prefix, "*")

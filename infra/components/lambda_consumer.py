@@ -1,0 +1,126 @@
+"""A service's queue consumer as a Lambda function, fed by one SQS event source per queue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from eventforge.runtime.settings import ServiceName
+from infra.access import ServiceResources, lambda_grants
+from infra.components.platform import Placement
+from infra.config import RoleSize
+from infra.iam import service_role
+
+LAMBDA_HANDLER = "eventforge.runtime.messaging.lambda_entry.handler"
+# The image's ENTRYPOINT is the `eventforge` CLI; a Lambda runs the runtime interface client.
+LAMBDA_ENTRY_POINT = ("/app/.venv/bin/python", "-m", "awslambdaric")
+BATCH_SIZE = 10
+BATCHING_WINDOW_SECONDS = 1
+MIN_CONCURRENCY = 2  # the lowest maximum concurrency SQS event sources accept
+
+
+@dataclass(frozen=True)
+class ConsumedQueue:
+    """A queue a service consumes, and how long a message stays hidden once received."""
+
+    arn: pulumi.Input[str]
+    name: pulumi.Input[str]
+    visibility_timeout_seconds: int
+
+
+@dataclass
+class LambdaConsumerArgs:
+    """The service, its image, its queues, and the worker size the function inherits."""
+
+    service: ServiceName
+    image: pulumi.Input[str]
+    placement: Placement
+    environment: Mapping[str, pulumi.Input[str]]
+    resources: ServiceResources
+    queues: Sequence[ConsumedQueue]
+    size: RoleSize
+
+
+class LambdaConsumer(pulumi.ComponentResource):
+    """The function, its role and log group, and an event source mapping per queue.
+
+    Mappings report partial batch failures (`ReportBatchItemFailures`): the handler returns the
+    ids of the messages it failed, so only those return to the queue (and, in the end, the DLQ).
+    """
+
+    function_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: LambdaConsumerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("eventforge:infra:LambdaConsumer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        placement = args.placement
+        function_name = consumer_function_name(placement.name_prefix, args.service)
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{function_name}",
+            retention_in_days=placement.log_retention_days,
+            opts=child,
+        )
+        role = service_role(
+            f"{name}-role",
+            principal="lambda.amazonaws.com",
+            grants=lambda_grants(args.resources, log_group.arn, placement.database_secret_arn),
+            account_id=None,
+            parent=self,
+        )
+        environment = {
+            **args.environment,
+            # No secret injection in Lambda: the handler fetches the password from the secret.
+            "EVENTFORGE_DATABASE_SECRET_ARN": placement.database_secret_arn,
+        }
+        function = aws.lambda_.Function(
+            name,
+            name=function_name,
+            package_type="Image",
+            image_uri=args.image,
+            image_config=aws.lambda_.FunctionImageConfigArgs(
+                entry_points=list(LAMBDA_ENTRY_POINT),
+                commands=[LAMBDA_HANDLER],
+                working_directory="/app",
+            ),
+            role=role.role.arn,
+            architectures=["x86_64"],
+            memory_size=args.size.memory,
+            # SQS refuses a mapping whose function may outlive the queue's visibility timeout.
+            timeout=min(q.visibility_timeout_seconds for q in args.queues),
+            environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
+            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
+                subnet_ids=list(placement.subnet_ids),
+                security_group_ids=[placement.security_group_id],
+            ),
+            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
+                log_format="Text", log_group=log_group.name
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=role.dependencies()),
+        )
+        for index, queue in enumerate(args.queues):
+            aws.lambda_.EventSourceMapping(
+                f"{name}-queue-{index}",
+                event_source_arn=queue.arn,
+                function_name=function.arn,
+                batch_size=BATCH_SIZE,
+                maximum_batching_window_in_seconds=BATCHING_WINDOW_SECONDS,
+                function_response_types=["ReportBatchItemFailures"],
+                # Bounds the database connections the consumer may open at once.
+                scaling_config=aws.lambda_.EventSourceMappingScalingConfigArgs(
+                    maximum_concurrency=max(MIN_CONCURRENCY, args.size.max_count)
+                ),
+                opts=child,
+            )
+        self.function_arn = function.arn
+        self.register_outputs({"function_arn": self.function_arn})
+
+
+def consumer_function_name(name_prefix: str, service: ServiceName) -> str:
+    """The Lambda consumer's function name, e.g. `eventforge-dev-notifier-consumer`."""
+    return f"{name_prefix}-{service}-consumer"

@@ -1,0 +1,276 @@
+"""One stack's settings: the typed, validated view of its `Pulumi.<stack>.yaml`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal, cast, get_args
+
+import pulumi
+
+from eventforge.runtime.settings import SERVICES, ServiceName
+
+Role = Literal["api", "worker", "relay"]
+ROLES: tuple[Role, ...] = get_args(Role)
+
+PROJECT = "eventforge"
+
+# CloudWatch Logs accepts only these retention periods.
+_LOG_RETENTION_DAYS = frozenset(
+    {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
+    | {2922, 3288, 3653}
+)
+# Fargate's task sizes: CPU units -> allowed memory (MiB), inclusive range and step.
+_FARGATE_MEMORY = {
+    256: (512, 2048, 512),
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+}
+
+
+class ConfigError(ValueError):
+    """A stack's configuration is missing a value or holds an invalid one."""
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The VPC: its address range, how many AZs, and whether tasks may reach the internet."""
+
+    cidr: str
+    az_count: int
+    nat_gateway: bool
+    """Egress to the internet (webhook deliveries, SES); AWS APIs use VPC endpoints regardless."""
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """The RDS PostgreSQL instance's size, durability and protection."""
+
+    instance_class: str
+    allocated_storage_gb: int
+    max_allocated_storage_gb: int
+    backup_retention_days: int
+    multi_az: bool
+    deletion_protection: bool
+
+
+@dataclass(frozen=True)
+class RoleSize:
+    """Size and scaling of one process role (api, worker or relay) of every service."""
+
+    cpu: int
+    memory: int
+    desired_count: int
+    max_count: int
+    scaling_target: float | None
+    """api: average CPU %; worker: visible messages per queue; None: not autoscaled."""
+
+
+@dataclass(frozen=True)
+class AlarmSettings:
+    """Thresholds of the queue alarms."""
+
+    dlq_depth: int
+    """Alarm when a DLQ holds more than this many messages."""
+    oldest_message_age_seconds: int
+    """Alarm when a queue's oldest message is older than this."""
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    """Everything that differs between stacks; the program reads nothing else."""
+
+    stack: str
+    region: str
+    name_prefix: str
+    image_tag: str
+    network: NetworkSettings
+    database: DatabaseSettings
+    roles: Mapping[Role, RoleSize]
+    log_retention_days: int
+    dlq_max_receives: int | None
+    """Overrides every queue's max receives; None keeps the topology's per-queue value."""
+    alarms: AlarmSettings
+    lambda_consumers: frozenset[ServiceName]
+    """Services whose queue consumer runs as a Lambda function instead of an ECS worker."""
+    grpc_mtls: bool
+    cors_allowed_origins: tuple[str, ...]
+    ses_identity: str
+    """The verified SES identity (a domain or an address) the notifier sends from."""
+    email_sender: str
+    """The notifier's From address: the identity itself or an address of its domain."""
+    alert_emails: tuple[str, ...]
+    otel_exporter_endpoint: str | None
+    noncurrent_version_days: int
+    """How long versioned buckets keep overwritten or deleted object versions."""
+
+
+def load_settings() -> StackSettings:
+    """Read and validate the current stack's configuration."""
+    config = pulumi.Config(PROJECT)
+    region = pulumi.Config("aws").require("region")
+    settings = StackSettings(
+        stack=pulumi.get_stack(),
+        region=region,
+        name_prefix=config.require("namePrefix"),
+        image_tag=config.require("imageTag"),
+        network=_network(_object(config, "network")),
+        database=_database(_object(config, "database")),
+        roles=_roles(_object(config, "roles")),
+        log_retention_days=config.require_int("logRetentionDays"),
+        dlq_max_receives=config.get_int("dlqMaxReceives"),
+        alarms=_alarms(_object(config, "alarms")),
+        lambda_consumers=frozenset(_services(config.get_object("lambdaConsumers") or [])),
+        grpc_mtls=config.require_bool("grpcMtls"),
+        cors_allowed_origins=_strings(
+            config.get_object("corsAllowedOrigins") or [], "corsAllowedOrigins"
+        ),
+        ses_identity=config.require("sesIdentity"),
+        email_sender=config.require("emailSender"),
+        alert_emails=_strings(config.get_object("alertEmails") or [], "alertEmails"),
+        otel_exporter_endpoint=config.get("otelExporterEndpoint"),
+        noncurrent_version_days=config.get_int("noncurrentVersionDays") or 30,
+    )
+    _validate(settings)
+    return settings
+
+
+def _object(config: pulumi.Config, key: str) -> Mapping[str, object]:
+    value = config.require_object(key)
+    if not isinstance(value, dict):
+        raise ConfigError(f"{PROJECT}:{key} must be an object")
+    return cast("Mapping[str, object]", value)
+
+
+def _fields(
+    value: Mapping[str, object], where: str, required: set[str], optional: set[str]
+) -> None:
+    missing = required - value.keys()
+    unknown = value.keys() - required - optional
+    if missing or unknown:
+        raise ConfigError(f"{where}: missing {sorted(missing)}, unknown {sorted(unknown)}")
+
+
+def _int(value: Mapping[str, object], key: str, where: str) -> int:
+    item = value[key]
+    if isinstance(item, bool) or not isinstance(item, int):
+        raise ConfigError(f"{where}.{key} must be an integer")
+    return item
+
+
+def _bool(value: Mapping[str, object], key: str, where: str) -> bool:
+    item = value[key]
+    if not isinstance(item, bool):
+        raise ConfigError(f"{where}.{key} must be true or false")
+    return item
+
+
+def _str(value: Mapping[str, object], key: str, where: str) -> str:
+    item = value[key]
+    if not isinstance(item, str) or not item:
+        raise ConfigError(f"{where}.{key} must be a non-empty string")
+    return item
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _services(value: object) -> tuple[ServiceName, ...]:
+    names = _strings(value, "lambdaConsumers")
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown:
+        raise ConfigError(f"lambdaConsumers: unknown services {unknown}")
+    return cast("tuple[ServiceName, ...]", names)
+
+
+def _network(value: Mapping[str, object]) -> NetworkSettings:
+    _fields(value, "network", {"cidr", "azCount", "natGateway"}, set())
+    return NetworkSettings(
+        cidr=_str(value, "cidr", "network"),
+        az_count=_int(value, "azCount", "network"),
+        nat_gateway=_bool(value, "natGateway", "network"),
+    )
+
+
+def _database(value: Mapping[str, object]) -> DatabaseSettings:
+    keys = {
+        "instanceClass",
+        "allocatedStorageGb",
+        "maxAllocatedStorageGb",
+        "backupRetentionDays",
+        "multiAz",
+        "deletionProtection",
+    }
+    _fields(value, "database", keys, set())
+    return DatabaseSettings(
+        instance_class=_str(value, "instanceClass", "database"),
+        allocated_storage_gb=_int(value, "allocatedStorageGb", "database"),
+        max_allocated_storage_gb=_int(value, "maxAllocatedStorageGb", "database"),
+        backup_retention_days=_int(value, "backupRetentionDays", "database"),
+        multi_az=_bool(value, "multiAz", "database"),
+        deletion_protection=_bool(value, "deletionProtection", "database"),
+    )
+
+
+def _roles(value: Mapping[str, object]) -> dict[Role, RoleSize]:
+    _fields(value, "roles", set(ROLES), set())
+    sizes: dict[Role, RoleSize] = {}
+    for role in ROLES:
+        where = f"roles.{role}"
+        size = value[role]
+        if not isinstance(size, dict):
+            raise ConfigError(f"{where} must be an object")
+        required = {"cpu", "memory", "desiredCount", "maxCount"}
+        _fields(size, where, required, {"scalingTarget"})
+        target = size.get("scalingTarget")
+        if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
+            raise ConfigError(f"{where}.scalingTarget must be a number")
+        sizes[role] = RoleSize(
+            cpu=_int(size, "cpu", where),
+            memory=_int(size, "memory", where),
+            desired_count=_int(size, "desiredCount", where),
+            max_count=_int(size, "maxCount", where),
+            scaling_target=None if target is None else float(target),
+        )
+    return sizes
+
+
+def _alarms(value: Mapping[str, object]) -> AlarmSettings:
+    _fields(value, "alarms", {"dlqDepth", "oldestMessageAgeSeconds"}, set())
+    return AlarmSettings(
+        dlq_depth=_int(value, "dlqDepth", "alarms"),
+        oldest_message_age_seconds=_int(value, "oldestMessageAgeSeconds", "alarms"),
+    )
+
+
+def _validate(settings: StackSettings) -> None:
+    problems: list[str] = []
+    if not 1 <= settings.network.az_count <= 3:
+        problems.append("network.azCount must be 1..3")
+    if settings.log_retention_days not in _LOG_RETENTION_DAYS:
+        problems.append(f"logRetentionDays {settings.log_retention_days} is not a CloudWatch value")
+    if settings.dlq_max_receives is not None and not 1 <= settings.dlq_max_receives <= 1000:
+        problems.append("dlqMaxReceives must be 1..1000")
+    database = settings.database
+    if database.max_allocated_storage_gb < database.allocated_storage_gb:
+        problems.append("database.maxAllocatedStorageGb is below allocatedStorageGb")
+    if not 0 <= database.backup_retention_days <= 35:
+        problems.append("database.backupRetentionDays must be 0..35")
+    for role, size in settings.roles.items():
+        memory = _FARGATE_MEMORY.get(size.cpu)
+        if memory is None or size.memory not in range(memory[0], memory[1] + 1, memory[2]):
+            problems.append(f"roles.{role}: {size.cpu} CPU / {size.memory} MiB is no Fargate size")
+        if not 0 <= size.desired_count <= size.max_count:
+            problems.append(f"roles.{role}: desiredCount must be 0..maxCount")
+        if role != "relay" and size.scaling_target is None:
+            problems.append(f"roles.{role}: scalingTarget is required")
+    identity = settings.ses_identity
+    if settings.email_sender not in (identity, f"{settings.email_sender.split('@')[0]}@{identity}"):
+        problems.append(f"emailSender {settings.email_sender} is not of sesIdentity {identity}")
+    if problems:
+        raise ConfigError(f"stack {settings.stack}: " + "; ".join(problems))

@@ -1,0 +1,79 @@
+"""The Lambda consumer option: a function per listed service, fed by its queues, no ECS worker."""
+
+# pulumi.runtime.test is untyped; the tests under it are still checked.
+# mypy: disable-error-code="untyped-decorator"
+
+from __future__ import annotations
+
+import pulumi
+
+from eventforge.topology import TOPOLOGY
+from infra.components.lambda_consumer import LAMBDA_HANDLER
+from tests.infra.conftest import Deploy
+from tests.infra.graph import (
+    ECS_SERVICE,
+    EVENT_SOURCE_MAPPING,
+    FUNCTION,
+    QUEUE,
+    REPOSITORY,
+    REPOSITORY_POLICY,
+)
+
+
+@pulumi.runtime.test
+def test_a_lambda_consumer_reads_every_queue_of_its_service_with_partial_batch_responses(
+    deploy: Deploy,
+) -> pulumi.Output[None]:
+    deployment = deploy("dev")
+    cloud = deployment.cloud
+    assert deployment.settings.lambda_consumers == {"notifier"}
+    prefix = deployment.settings.name_prefix
+
+    def check() -> None:
+        [function] = cloud.of_type(FUNCTION)
+        repository = cloud.by_state(REPOSITORY, "name", f"{prefix}/notifier")
+        assert function.inputs["packageType"] == "Image"
+        assert function.inputs["imageUri"] == (
+            f"{repository.state['repositoryUrl']}:{deployment.settings.image_tag}"
+        )
+        assert function.inputs["imageConfig"]["commands"] == [LAMBDA_HANDLER]
+        variables = function.inputs["environment"]["variables"]
+        assert variables["EVENTFORGE_SERVICE"] == "notifier"
+        assert variables["EVENTFORGE_NAME_PREFIX"] == prefix
+        assert "AWS_REGION" not in variables  # reserved: Lambda sets it
+        queues = TOPOLOGY.queues_consumed_by("notifier")
+        assert function.inputs["timeout"] <= min(q.visibility_timeout_seconds for q in queues)
+        mappings = cloud.of_type(EVENT_SOURCE_MAPPING)
+        assert {m.inputs["eventSourceArn"] for m in mappings} == {
+            cloud.by_state(QUEUE, "name", deployment.names.queues[q.name].name).state["arn"]
+            for q in queues
+        }
+        for mapping in mappings:
+            assert mapping.inputs["functionResponseTypes"] == ["ReportBatchItemFailures"]
+            assert mapping.inputs["functionName"] == function.state["arn"]
+        ecs_services = {s.inputs["name"] for s in cloud.of_type(ECS_SERVICE)}
+        assert "notifier-worker" not in ecs_services
+        assert {"notifier-api", "notifier-relay", "orders-worker", "files-worker"} <= ecs_services
+        [pull] = cloud.of_type(REPOSITORY_POLICY)
+        [statement] = pull.json("policy")["Statement"]
+        assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
+        assert statement["Condition"]["StringLike"]["aws:sourceArn"].endswith(
+            f":function:{function.inputs['name']}"
+        )
+
+    return deployment.settled(check)
+
+
+@pulumi.runtime.test
+def test_without_lambda_consumers_every_worker_runs_on_ecs(deploy: Deploy) -> pulumi.Output[None]:
+    deployment = deploy("dev", {"eventforge:lambdaConsumers": []})
+    cloud = deployment.cloud
+
+    def check() -> None:
+        assert not cloud.of_type(FUNCTION)
+        assert not cloud.of_type(EVENT_SOURCE_MAPPING)
+        assert not cloud.of_type(REPOSITORY_POLICY)
+        ecs_services = {s.inputs["name"] for s in cloud.of_type(ECS_SERVICE)}
+        assert {"orders-worker", "files-worker", "notifier-worker"} <= ecs_services
+
+    return deployment.settled(check)

@@ -1,0 +1,130 @@
+"""The stacks differ as their configuration says, and a bad configuration is refused."""
+
+# pulumi.runtime.test is untyped; the tests under it are still checked.
+# mypy: disable-error-code="untyped-decorator"
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from eventforge.cli.stack import ROLES as CLI_ROLES
+from infra.config import ROLES, ConfigError, load_settings
+from tests.infra.cloud import Record
+from tests.infra.conftest import STACKS, Deploy, configure_stack, stack_config
+from tests.infra.graph import (
+    ALARM,
+    DB,
+    ECS_SERVICE,
+    LOG_GROUP,
+    NAT_GATEWAY,
+    SUBNET,
+    TASK_DEFINITION,
+    container,
+    environment,
+)
+
+
+@pulumi.runtime.test
+def test_prod_is_configured_larger_and_protected_where_dev_is_small_and_disposable() -> None:
+    configure_stack("dev")
+    dev = load_settings()
+    configure_stack("prod")
+    prod = load_settings()
+    assert (dev.database.multi_az, prod.database.multi_az) == (False, True)
+    assert (dev.database.deletion_protection, prod.database.deletion_protection) == (False, True)
+    assert dev.database.instance_class != prod.database.instance_class
+    assert dev.database.allocated_storage_gb < prod.database.allocated_storage_gb
+    assert dev.database.backup_retention_days < prod.database.backup_retention_days
+    assert dev.network.az_count < prod.network.az_count
+    assert dev.log_retention_days < prod.log_retention_days
+    for role in ROLES:
+        assert dev.roles[role].cpu < prod.roles[role].cpu
+        assert dev.roles[role].desired_count < prod.roles[role].desired_count
+    assert dev.alarms.oldest_message_age_seconds > prod.alarms.oldest_message_age_seconds
+    assert dev.lambda_consumers == {"notifier"}
+    assert not prod.lambda_consumers
+    assert dev.name_prefix != prod.name_prefix
+    assert dev.grpc_mtls
+    assert prod.grpc_mtls
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pulumi.runtime.test
+def test_database_network_sizes_retention_and_thresholds_follow_the_stack_config(
+    deploy: Deploy, stack: str
+) -> pulumi.Output[None]:
+    deployment = deploy(stack)
+    cloud = deployment.cloud
+    settings = deployment.settings
+
+    def check() -> None:
+        database = _database(cloud.of_type(DB))
+        assert database["instanceClass"] == settings.database.instance_class
+        assert database["allocatedStorage"] == settings.database.allocated_storage_gb
+        assert database["maxAllocatedStorage"] == settings.database.max_allocated_storage_gb
+        assert database["backupRetentionPeriod"] == settings.database.backup_retention_days
+        assert database["multiAz"] is settings.database.multi_az
+        assert database["deletionProtection"] is settings.database.deletion_protection
+        # Protected data gets a final snapshot when the stack is destroyed.
+        assert database["skipFinalSnapshot"] is not settings.database.deletion_protection
+        network = settings.network
+        private = [s for s in cloud.of_type(SUBNET) if "private" in s.name]
+        assert len(private) == network.az_count
+        assert len({s.inputs["availabilityZone"] for s in private}) == network.az_count
+        assert len(cloud.of_type(NAT_GATEWAY)) == int(network.nat_gateway)
+        for service in cloud.of_type(ECS_SERVICE):
+            role = service.inputs["name"].rsplit("-", 1)[1]
+            assert service.inputs["desiredCount"] == settings.roles[role].desired_count
+        for task in cloud.of_type(TASK_DEFINITION):
+            role = task.inputs["family"].rsplit("-", 1)[1]
+            assert int(task.inputs["cpu"]) == settings.roles[role].cpu
+            assert int(task.inputs["memory"]) == settings.roles[role].memory
+            grpc_mtls = environment(container(task))["EVENTFORGE_GRPC_MTLS"]
+            assert grpc_mtls == str(settings.grpc_mtls).lower()
+        for log_group in cloud.of_type(LOG_GROUP):
+            assert log_group.inputs["retentionInDays"] == settings.log_retention_days
+        thresholds = {a.inputs["metricName"]: a.inputs["threshold"] for a in cloud.of_type(ALARM)}
+        assert thresholds == {
+            "ApproximateNumberOfMessagesVisible": settings.alarms.dlq_depth,
+            "ApproximateAgeOfOldestMessage": settings.alarms.oldest_message_age_seconds,
+        }
+
+    return deployment.settled(check)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("eventforge:roles", {"api": {"cpu": 256, "memory": 512}}, "missing"),
+        ("eventforge:logRetentionDays", 10, "logRetentionDays"),
+        ("eventforge:lambdaConsumers", ["billing"], "unknown services"),
+        ("eventforge:network", {"cidr": "10.0.0.0/16", "azCount": 2}, "natGateway"),
+        ("eventforge:emailSender", "noreply@elsewhere.example", "is not of sesIdentity"),
+    ],
+)
+@pulumi.runtime.test
+def test_a_bad_stack_config_is_refused_with_its_key(key: str, value: object, message: str) -> None:
+    configure_stack("dev", {key: value})
+    with pytest.raises(ConfigError, match=message):
+        load_settings()
+
+
+@pulumi.runtime.test
+def test_a_task_size_fargate_does_not_offer_is_refused() -> None:
+    roles = stack_config("dev")["eventforge:roles"]
+    configure_stack("dev", {"eventforge:roles": {**roles, "api": {**roles["api"], "memory": 256}}})
+    with pytest.raises(ConfigError, match="no Fargate size"):
+        load_settings()
+
+
+@pulumi.runtime.test
+def test_the_program_knows_the_roles_the_cli_serves() -> None:
+    assert set(ROLES) == set(CLI_ROLES)
+
+
+def _database(records: list[Record]) -> dict[str, Any]:
+    [database] = records
+    return dict(database.inputs)
