@@ -1,0 +1,1 @@
+"""EventForge's benchmarks: `make bench` (`python -m bench`); see `bench/run.py`."""
