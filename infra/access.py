@@ -93,8 +93,9 @@ def execution_grants(
     repository_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
     database_secret_arn: pulumi.Input[str],
+    tls_secret_arn: pulumi.Input[str] | None = None,
 ) -> list[Grant]:
-    """What ECS needs to start a task: pull its image, ship its logs, inject its DB password."""
+    """What ECS needs to start a task: pull its image, ship its logs, inject its secrets."""
     return [
         Grant("RegistryToken", ("ecr:GetAuthorizationToken",), (EVERY_RESOURCE,)),
         Grant(
@@ -103,7 +104,7 @@ def execution_grants(
             (repository_arn,),
         ),
         log_grant(log_group_arn),
-        Grant("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (database_secret_arn,)),
+        *secret_grants(database_secret_arn, tls_secret_arn),
     ]
 
 
@@ -111,17 +112,32 @@ def lambda_grants(
     resources: ServiceResources,
     log_group_arn: pulumi.Input[str],
     database_secret_arn: pulumi.Input[str],
+    tls_secret_arn: pulumi.Input[str] | None = None,
 ) -> list[Grant]:
-    """A Lambda consumer's grants: the worker's, its logs, its VPC ENIs, its DB password.
+    """A Lambda consumer's grants: the worker's, its logs, its VPC ENIs, its secrets.
 
-    Lambda has no secret injection: the handler reads the password from the secret itself.
+    Lambda has no secret injection: the handler reads its secrets itself.
     """
     return [
         *worker_grants(resources),
         log_grant(log_group_arn),
-        Grant("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (database_secret_arn,)),
+        *secret_grants(database_secret_arn, tls_secret_arn),
         Grant("ManageVpcNetworkInterfaces", LAMBDA_NETWORK_ACTIONS, (EVERY_RESOURCE,)),
     ]
+
+
+def secret_grants(
+    database_secret_arn: pulumi.Input[str], tls_secret_arn: pulumi.Input[str] | None
+) -> list[Grant]:
+    """Read the database password and, with mTLS on, the service's own certificate bundle."""
+    grants = [
+        Grant("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (database_secret_arn,))
+    ]
+    if tls_secret_arn is not None:
+        grants.append(
+            Grant("ReadOwnTlsSecret", ("secretsmanager:GetSecretValue",), (tls_secret_arn,))
+        )
+    return grants
 
 
 def log_grant(log_group_arn: pulumi.Input[str]) -> Grant:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, cast, get_args
@@ -15,6 +16,7 @@ ROLES: tuple[Role, ...] = get_args(Role)
 
 PROJECT = "eventforge"
 
+_IDENTITY = re.compile(r"[a-z][a-z0-9-]{0,62}")
 # CloudWatch Logs accepts only these retention periods.
 _LOG_RETENTION_DAYS = frozenset(
     {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557}
@@ -96,6 +98,9 @@ class StackSettings:
     lambda_consumers: frozenset[ServiceName]
     """Services whose queue consumer runs as a Lambda function instead of an ECS worker."""
     grpc_mtls: bool
+    """mTLS between every process, with certificates from the stack's own CA."""
+    grpc_clients: tuple[str, ...]
+    """Certificate names the APIs accept as clients (AUTHZ_CLIENTS); each gets a certificate."""
     cors_allowed_origins: tuple[str, ...]
     ses_identity: str
     """The verified SES identity (a domain or an address) the notifier sends from."""
@@ -124,6 +129,7 @@ def load_settings() -> StackSettings:
         alarms=_alarms(_object(config, "alarms")),
         lambda_consumers=frozenset(_services(config.get_object("lambdaConsumers") or [])),
         grpc_mtls=config.require_bool("grpcMtls"),
+        grpc_clients=_strings(config.get_object("grpcClients") or ["operator"], "grpcClients"),
         cors_allowed_origins=_strings(
             config.get_object("corsAllowedOrigins") or [], "corsAllowedOrigins"
         ),
@@ -256,6 +262,11 @@ def _validate(settings: StackSettings) -> None:
         problems.append(f"logRetentionDays {settings.log_retention_days} is not a CloudWatch value")
     if settings.dlq_max_receives is not None and not 1 <= settings.dlq_max_receives <= 1000:
         problems.append("dlqMaxReceives must be 1..1000")
+    taken = sorted(set(settings.grpc_clients) & set(SERVICES))
+    if taken:
+        problems.append(f"grpcClients {taken} are service names")
+    if any(not _IDENTITY.fullmatch(name) for name in settings.grpc_clients):
+        problems.append("grpcClients must be lowercase names (letters, digits, -)")
     database = settings.database
     if database.max_allocated_storage_gb < database.allocated_storage_gb:
         problems.append("database.maxAllocatedStorageGb is below allocatedStorageGb")

@@ -53,7 +53,6 @@ def process_environment(
         "AWS_REGION": settings.region,
         "EVENTFORGE_NAME_PREFIX": settings.name_prefix,
         "EVENTFORGE_DATA_DIR": DATA_DIR,
-        "EVENTFORGE_GRPC_MTLS": "true" if settings.grpc_mtls else "false",
         "OTEL_SERVICE_NAME": f"eventforge-{service}",
         "OTEL_RESOURCE_ATTRIBUTES": (
             f"deployment.environment={settings.stack},service.namespace=eventforge,"
@@ -61,6 +60,9 @@ def process_environment(
         ),
         **_addresses(settings.name_prefix, service if role == "api" else None),
     }
+    if settings.grpc_mtls:
+        # The certificate itself comes as EVENTFORGE_TLS_BUNDLE, from its secret.
+        environment["EVENTFORGE_AUTHZ_CLIENTS"] = ",".join(settings.grpc_clients)
     if service == "notifier":
         environment["EVENTFORGE_NOTIFIER_EMAIL_SENDER"] = settings.email_sender
     if settings.otel_exporter_endpoint:

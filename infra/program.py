@@ -14,6 +14,7 @@ from eventforge.topology import TOPOLOGY, Topic, Topology
 from infra.access import ServiceResources
 from infra.components.alerts import AlertsTopic, AlertsTopicArgs
 from infra.components.buckets import Buckets, BucketsArgs
+from infra.components.certificates import Certificates, CertificatesArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.lambda_consumer import ConsumedQueue
 from infra.components.network import Network, NetworkArgs
@@ -145,6 +146,18 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
         log_retention_days=settings.log_retention_days,
         database_secret_arn=database.secret_arn,
     )
+    certificates = (
+        Certificates(
+            "grpc-tls",
+            CertificatesArgs(
+                name_prefix=settings.name_prefix,
+                namespace=platform.namespace_name,
+                clients=settings.grpc_clients,
+            ),
+        )
+        if settings.grpc_mtls
+        else None
+    )
     endpoint = DatabaseEndpoint(
         address=database.address,
         port=database.port,
@@ -196,6 +209,7 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                     if service in settings.lambda_consumers
                     else None
                 ),
+                tls_secret_arn=None if certificates is None else certificates.secret_arns[service],
             ),
         )
     return StackOutputs(
@@ -213,6 +227,14 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             "databaseAddress": database.address,
             "databaseSecretArn": database.secret_arn,
             "lambdaConsumers": sorted(settings.lambda_consumers),
+            # Public: clients outside the stack trust the APIs' certificates with it.
+            "grpcCaCertificate": None if certificates is None else certificates.ca_cert_pem,
+            # The clients' certificates and keys, for whoever may read these secrets.
+            "grpcClientSecretArns": (
+                {}
+                if certificates is None
+                else {c: certificates.secret_arns[c] for c in settings.grpc_clients}
+            ),
         }
     )
 

@@ -20,6 +20,8 @@ LAMBDA_ENTRY_POINT = ("/app/.venv/bin/python", "-m", "awslambdaric")
 BATCH_SIZE = 10
 BATCHING_WINDOW_SECONDS = 1
 MIN_CONCURRENCY = 2  # the lowest maximum concurrency SQS event sources accept
+HOUSEKEEPING_SCHEDULE = "rate(1 minute)"
+"""How often EventBridge invokes the function for the worker's housekeeping (sweeps, retries)."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class LambdaConsumerArgs:
     resources: ServiceResources
     queues: Sequence[ConsumedQueue]
     size: RoleSize
+    tls_secret_arn: pulumi.Input[str] | None = None
+    """With mTLS on: the service's certificate bundle, which the handler reads at start."""
 
 
 class LambdaConsumer(pulumi.ComponentResource):
@@ -49,6 +53,7 @@ class LambdaConsumer(pulumi.ComponentResource):
 
     Mappings report partial batch failures (`ReportBatchItemFailures`): the handler returns the
     ids of the messages it failed, so only those return to the queue (and, in the end, the DLQ).
+    An EventBridge schedule invokes the same handler for the worker's periodic housekeeping.
     """
 
     function_arn: pulumi.Output[str]
@@ -69,15 +74,19 @@ class LambdaConsumer(pulumi.ComponentResource):
         role = service_role(
             f"{name}-role",
             principal="lambda.amazonaws.com",
-            grants=lambda_grants(args.resources, log_group.arn, placement.database_secret_arn),
+            grants=lambda_grants(
+                args.resources, log_group.arn, placement.database_secret_arn, args.tls_secret_arn
+            ),
             account_id=None,
             parent=self,
         )
         environment = {
             **args.environment,
-            # No secret injection in Lambda: the handler fetches the password from the secret.
+            # No secret injection in Lambda: the handler fetches its secrets itself.
             "EVENTFORGE_DATABASE_SECRET_ARN": placement.database_secret_arn,
         }
+        if args.tls_secret_arn is not None:
+            environment["EVENTFORGE_TLS_SECRET_ARN"] = args.tls_secret_arn
         function = aws.lambda_.Function(
             name,
             name=function_name,
@@ -117,6 +126,25 @@ class LambdaConsumer(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
+        # No worker process runs its periodic tasks: a schedule invokes the function for them.
+        schedule = aws.cloudwatch.EventRule(
+            f"{name}-housekeeping",
+            name=f"{function_name}-housekeeping",
+            description=f"Housekeeping of the {args.service} consumer (lambda_entry)",
+            schedule_expression=HOUSEKEEPING_SCHEDULE,
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{name}-housekeeping-target", rule=schedule.name, arn=function.arn, opts=child
+        )
+        aws.lambda_.Permission(
+            f"{name}-housekeeping-invoke",
+            action="lambda:InvokeFunction",
+            function=function.name,
+            principal="events.amazonaws.com",
+            source_arn=schedule.arn,
+            opts=child,
+        )
         self.function_arn = function.arn
         self.register_outputs({"function_arn": self.function_arn})
 

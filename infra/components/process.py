@@ -24,16 +24,16 @@ HEALTH_PROBE = (
     "import sys,grpc;from grpc_health.v1 import health_pb2 as h,health_pb2_grpc as g;"
     "from eventforge.runtime.settings import Settings;"
     "from eventforge.runtime.grpc.tls import Identity;"
-    "s=Settings();a='127.0.0.1:{port}';"
-    "c=grpc.secure_channel(a,Identity.load(s.tls_dir,s.tls_identity or '{service}')"
-    ".channel_credentials()) if s.tls_dir else grpc.insecure_channel(a);"
+    "t=Identity.configured(Settings(),'{service}');a='127.0.0.1:{port}';"
+    "c=grpc.secure_channel(a,t.channel_credentials(),"
+    "[('grpc.ssl_target_name_override','{service}')]) if t else grpc.insecure_channel(a);"
     "r=g.HealthStub(c).Check(h.HealthCheckRequest(),timeout=3);"
     "sys.exit(r.status!=h.HealthCheckResponse.SERVING)"
 )
 """The container health check: grpc.health.v1 Check on the API's port, SERVING or exit 1.
 
-It reads the same settings as the server, so with EVENTFORGE_TLS_DIR set it presents the
-service's own certificate (health is open to any verified peer).
+It reads the same settings as the server, so with mTLS on (EVENTFORGE_TLS_BUNDLE) it presents
+the service's own certificate (health is open to any verified peer).
 """
 
 
@@ -58,6 +58,8 @@ class ServiceProcessArgs:
     grpc_port: int | None = None
     """APIs only: the port they serve, registered in Cloud Map and probed by the health check."""
     scaling_queue_names: Sequence[pulumi.Input[str]] = ()
+    tls_secret_arn: pulumi.Input[str] | None = None
+    """With mTLS on: the service's certificate bundle, injected as EVENTFORGE_TLS_BUNDLE."""
     """Workers only: the queues whose depth scales the service."""
 
 
@@ -84,7 +86,10 @@ class ServiceProcess(pulumi.ComponentResource):
             f"{name}-execution",
             principal=TASKS_PRINCIPAL,
             grants=execution_grants(
-                args.repository_arn, log_group.arn, placement.database_secret_arn
+                args.repository_arn,
+                log_group.arn,
+                placement.database_secret_arn,
+                args.tls_secret_arn,
             ),
             account_id=placement.account_id,
             parent=self,
@@ -196,13 +201,7 @@ def _container(
         "environment": [
             {"name": key, "value": value} for key, value in sorted(args.environment.items())
         ],
-        # libpq reads PGPASSWORD; ECS injects it from the RDS-managed secret at start.
-        "secrets": [
-            {
-                "name": "PGPASSWORD",
-                "valueFrom": pulumi.Output.concat(placement.database_secret_arn, ":password::"),
-            }
-        ],
+        "secrets": _secrets(placement.database_secret_arn, args.tls_secret_arn),
         "readonlyRootFilesystem": True,
         "mountPoints": [{"sourceVolume": SCRATCH_VOLUME, "containerPath": SCRATCH_DIR}],
         "linuxParameters": {"initProcessEnabled": True},
@@ -227,3 +226,20 @@ def _container(
             "startPeriod": 30,
         }
     return container
+
+
+def _secrets(
+    database_secret_arn: pulumi.Input[str], tls_secret_arn: pulumi.Input[str] | None
+) -> list[dict[str, Any]]:
+    """What ECS injects from Secrets Manager when the container starts."""
+    # libpq reads PGPASSWORD, from the RDS-managed secret.
+    secrets: list[dict[str, Any]] = [
+        {
+            "name": "PGPASSWORD",
+            "valueFrom": pulumi.Output.concat(database_secret_arn, ":password::"),
+        }
+    ]
+    if tls_secret_arn is not None:
+        # The whole JSON document: the runtime's TLS_BUNDLE.
+        secrets.append({"name": "EVENTFORGE_TLS_BUNDLE", "valueFrom": tls_secret_arn})
+    return secrets

@@ -42,6 +42,8 @@ class ServiceArgs:
     grpc_port: int
     lambda_consumer_environment: Mapping[str, pulumi.Input[str]] | None = None
     """Set: the worker runs as a Lambda function with this environment, not on ECS."""
+    tls_secret_arn: pulumi.Input[str] | None = None
+    """With mTLS on: the secret with the service's certificate bundle."""
 
 
 class Service(pulumi.ComponentResource):
@@ -91,6 +93,7 @@ class Service(pulumi.ComponentResource):
                     grants=task_grants(args.resources, role),
                     grpc_port=args.grpc_port if role == "api" else None,
                     scaling_queue_names=[q.name for q in args.queues] if role == "worker" else (),
+                    tls_secret_arn=args.tls_secret_arn,
                 ),
                 opts=child,
             )
@@ -111,6 +114,7 @@ class Service(pulumi.ComponentResource):
                     resources=args.resources,
                     queues=args.queues,
                     size=args.sizes["worker"],
+                    tls_secret_arn=args.tls_secret_arn,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
             )

@@ -28,6 +28,9 @@ class Record:
         return json.loads(self.inputs[key])
 
 
+_SIGNED_CERT = "tls:index/locallySignedCert:LocallySignedCert"
+
+
 class MockCloud(pulumi.runtime.Mocks):
     """Answers the engine's resource registrations and provider calls, and records them."""
 
@@ -130,6 +133,18 @@ class MockCloud(pulumi.runtime.Mocks):
                     }
                 ],
             }
+        if token == "tls:index/privateKey:PrivateKey":
+            pem = f"-----BEGIN PRIVATE KEY-----\n{physical}\n-----END PRIVATE KEY-----\n"
+            return physical, {"privateKeyPem": pem}
+        if token in ("tls:index/selfSignedCert:SelfSignedCert", _SIGNED_CERT):
+            pem = f"-----BEGIN CERTIFICATE-----\n{physical}\n-----END CERTIFICATE-----\n"
+            return physical, {"certPem": pem}
+        if token == "tls:index/certRequest:CertRequest":
+            pem = f"-----BEGIN CERTIFICATE REQUEST-----\n{physical}\n-----END ...-----\n"
+            return physical, {"certRequestPem": pem}
+        if token == "aws:secretsmanager/secret:Secret":
+            arn = f"arn:{PARTITION}:secretsmanager:{region}:{account}:secret:{physical}-AbCdEf"
+            return arn, {"arn": arn}
         if token == "aws:ec2/vpcEndpoint:VpcEndpoint":
             return f"vpce-{physical}", {"arn": arn, "prefixListId": "pl-mock-s3"}
         if token == "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace":

@@ -43,6 +43,14 @@ VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
 INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
 EGRESS_RULE = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
 INTERNET_GATEWAY = "aws:ec2/internetGateway:InternetGateway"
+SECRET = "aws:secretsmanager/secret:Secret"
+SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
+EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
+EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
+CERTIFICATE = "tls:index/locallySignedCert:LocallySignedCert"
+CERT_REQUEST = "tls:index/certRequest:CertRequest"
+SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
 
 # Resources whose input holds a policy document, and the input's name.
 POLICY_INPUTS = {

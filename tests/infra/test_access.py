@@ -11,9 +11,20 @@ import pytest
 from eventforge.runtime.settings import SERVICES, ServiceName
 from eventforge.topology import TOPOLOGY
 from infra.access import SQS_CONSUMER_ACTIONS
+from infra.components.certificates import tls_secret_name
 from tests.infra.cloud import ACCOUNT
 from tests.infra.conftest import Deploy, Deployment
-from tests.infra.graph import BUCKET, DB, KEY, LOG_GROUP, QUEUE, REPOSITORY, TOPIC, grants
+from tests.infra.graph import (
+    BUCKET,
+    DB,
+    KEY,
+    LOG_GROUP,
+    QUEUE,
+    REPOSITORY,
+    SECRET,
+    TOPIC,
+    grants,
+)
 
 
 def _queue_arns(deployment: Deployment, service: ServiceName) -> set[str]:
@@ -84,16 +95,20 @@ def test_task_roles_grant_exactly_what_each_role_does(
 
 
 @pulumi.runtime.test
-def test_execution_roles_pull_their_own_image_and_read_only_the_database_secret(
+def test_execution_roles_pull_their_own_image_and_read_only_their_own_secrets(
     deploy: Deploy,
 ) -> pulumi.Output[None]:
     deployment = deploy("prod")
     cloud = deployment.cloud
+    assert deployment.settings.grpc_mtls
 
     def check() -> None:
         [database] = cloud.of_type(DB)
         secret = database.state["masterUserSecrets"][0]["secretArn"]
         for service in SERVICES:
+            tls_secret = cloud.by_state(
+                SECRET, "name", tls_secret_name(deployment.settings.name_prefix, service)
+            )
             repository = cloud.by_state(
                 REPOSITORY, "name", f"{deployment.settings.name_prefix}/{service}"
             )
@@ -110,7 +125,7 @@ def test_execution_roles_pull_their_own_image_and_read_only_the_database_secret(
                     "ecr:BatchGetImage": {repository.state["arn"]},
                     "logs:CreateLogStream": {f"{log_group.state['arn']}:*"},
                     "logs:PutLogEvents": {f"{log_group.state['arn']}:*"},
-                    "secretsmanager:GetSecretValue": {secret},
+                    "secretsmanager:GetSecretValue": {secret, tls_secret.state["arn"]},
                 }
 
     return deployment.settled(check)

@@ -5,18 +5,26 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pulumi
 
 from eventforge.topology import TOPOLOGY
-from infra.components.lambda_consumer import LAMBDA_HANDLER
+from infra.components.certificates import tls_secret_name
+from infra.components.lambda_consumer import HOUSEKEEPING_SCHEDULE, LAMBDA_HANDLER
 from tests.infra.conftest import Deploy
 from tests.infra.graph import (
     ECS_SERVICE,
+    EVENT_RULE,
     EVENT_SOURCE_MAPPING,
+    EVENT_TARGET,
     FUNCTION,
+    LAMBDA_PERMISSION,
     QUEUE,
     REPOSITORY,
     REPOSITORY_POLICY,
+    SECRET,
+    grants,
 )
 
 
@@ -60,6 +68,23 @@ def test_a_lambda_consumer_reads_every_queue_of_its_service_with_partial_batch_r
         assert statement["Condition"]["StringLike"]["aws:sourceArn"].endswith(
             f":function:{function.inputs['name']}"
         )
+        # The worker's housekeeping: a schedule invokes the same handler, and only it may.
+        [rule] = cloud.of_type(EVENT_RULE)
+        assert rule.inputs["scheduleExpression"] == HOUSEKEEPING_SCHEDULE
+        [target] = cloud.of_type(EVENT_TARGET)
+        assert (target.inputs["rule"], target.inputs["arn"]) == (
+            rule.inputs["name"],
+            function.state["arn"],
+        )
+        [permission] = cloud.of_type(LAMBDA_PERMISSION)
+        assert permission.inputs["principal"] == "events.amazonaws.com"
+        assert permission.inputs["sourceArn"] == rule.state["arn"]
+        # With mTLS on, the function reads its own certificate bundle, and no other.
+        tls = cloud.by_state(SECRET, "name", tls_secret_name(prefix, "notifier"))
+        assert variables["EVENTFORGE_TLS_SECRET_ARN"] == tls.state["arn"]
+        readable = grants(cloud, "notifier-consumer-role")["secretsmanager:GetSecretValue"]
+        assert tls.state["arn"] in readable
+        assert len(readable) == 2  # and the database's
 
     return deployment.settled(check)
 
@@ -77,3 +102,8 @@ def test_without_lambda_consumers_every_worker_runs_on_ecs(deploy: Deploy) -> pu
         assert {"orders-worker", "files-worker", "notifier-worker"} <= ecs_services
 
     return deployment.settled(check)
+
+
+def test_the_functions_handler_is_the_runtimes_lambda_entry_point() -> None:
+    module, _, name = LAMBDA_HANDLER.rpartition(".")
+    assert callable(getattr(importlib.import_module(module), name))

@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from infra.components.certificates import tls_secret_name
 from infra.iam import EVERY_RESOURCE, Grant
 from infra.policy_exceptions import KEY_POLICY_ADMIN_ACTION, WILDCARD_RESOURCE_ACTIONS
 from tests.infra.cloud import ACCOUNT, PARTITION
@@ -23,6 +24,8 @@ from tests.infra.graph import (
     BUCKET,
     BUCKET_ENCRYPTION,
     BUCKET_POLICY,
+    CERT_REQUEST,
+    CERTIFICATE,
     DB,
     FUNCTION,
     KEY,
@@ -30,6 +33,9 @@ from tests.infra.graph import (
     QUEUE,
     QUEUE_POLICY,
     ROLE,
+    SECRET,
+    SECRET_VERSION,
+    SELF_SIGNED,
     SUBSCRIPTION,
     TASK_DEFINITION,
     TOPIC,
@@ -231,18 +237,29 @@ def test_no_password_is_an_input_an_environment_variable_or_an_output(
         assert not {"password", "passwordWo"} & database.inputs.keys()
         for record in cloud.records:
             assert not [k for k in _keys(record.inputs) if k.lower() == "password"], record.name
+        prefix = deployment.settings.name_prefix
+        password = f"{database.state['masterUserSecrets'][0]['secretArn']}:password::"
         for task in cloud.of_type(TASK_DEFINITION):
             definition = container(task)
+            service = task.inputs["family"].removeprefix(f"{prefix}-").rsplit("-", 1)[0]
             assert not [k for k in environment(definition) if SECRET_LIKE.search(k)], task.name
-            [secret] = definition["secrets"]
-            assert secret == {
-                "name": "PGPASSWORD",
-                "valueFrom": f"{database.state['masterUserSecrets'][0]['secretArn']}:password::",
-            }
+            assert "PRIVATE KEY" not in json.dumps(environment(definition)), task.name
+            tls = cloud.by_state(SECRET, "name", tls_secret_name(prefix, service))
+            assert definition["secrets"] == [
+                {"name": "PGPASSWORD", "valueFrom": password},
+                {"name": "EVENTFORGE_TLS_BUNDLE", "valueFrom": tls.state["arn"]},
+            ]
         for function in cloud.of_type(FUNCTION):
             variables = function.inputs["environment"]["variables"]
             assert not [k for k in variables if SECRET_LIKE.search(k)], function.name
+            assert "PRIVATE KEY" not in json.dumps(variables), function.name
         assert not [k for k in _keys(values) if SECRET_LIKE.search(k)]
+        assert "PRIVATE KEY" not in json.dumps(values)
+        # Keys are only in the secrets' values, never in a plain input of another resource.
+        holders = {
+            r.type for r in cloud.records if "PRIVATE KEY" in json.dumps(r.inputs, default=str)
+        }
+        assert holders <= {SECRET_VERSION, CERT_REQUEST, SELF_SIGNED, CERTIFICATE}
         assert values["databaseSecretArn"] == database.state["masterUserSecrets"][0]["secretArn"]
         assert "postgresql://" not in json.dumps(values)
 

@@ -11,15 +11,19 @@ import pulumi
 import pytest
 
 from eventforge.cli.stack import ROLES as CLI_ROLES
+from eventforge.runtime.settings import SERVICES
 from infra.config import ROLES, ConfigError, load_settings
 from tests.infra.cloud import Record
 from tests.infra.conftest import STACKS, Deploy, configure_stack, stack_config
 from tests.infra.graph import (
     ALARM,
+    CERTIFICATE,
     DB,
     ECS_SERVICE,
+    FUNCTION,
     LOG_GROUP,
     NAT_GATEWAY,
+    SECRET,
     SUBNET,
     TASK_DEFINITION,
     container,
@@ -82,8 +86,14 @@ def test_database_network_sizes_retention_and_thresholds_follow_the_stack_config
             role = task.inputs["family"].rsplit("-", 1)[1]
             assert int(task.inputs["cpu"]) == settings.roles[role].cpu
             assert int(task.inputs["memory"]) == settings.roles[role].memory
-            grpc_mtls = environment(container(task))["EVENTFORGE_GRPC_MTLS"]
-            assert grpc_mtls == str(settings.grpc_mtls).lower()
+            variables = environment(container(task))
+            clients = variables.get("EVENTFORGE_AUTHZ_CLIENTS")
+            assert clients == (",".join(settings.grpc_clients) if settings.grpc_mtls else None)
+        certified = {
+            c.name.removeprefix("grpc-tls-").removesuffix("-cert")
+            for c in cloud.of_type(CERTIFICATE)
+        }
+        assert certified == ({*SERVICES, *settings.grpc_clients} if settings.grpc_mtls else set())
         for log_group in cloud.of_type(LOG_GROUP):
             assert log_group.inputs["retentionInDays"] == settings.log_retention_days
         thresholds = {a.inputs["metricName"]: a.inputs["threshold"] for a in cloud.of_type(ALARM)}
@@ -128,3 +138,42 @@ def test_the_program_knows_the_roles_the_cli_serves() -> None:
 def _database(records: list[Record]) -> dict[str, Any]:
     [database] = records
     return dict(database.inputs)
+
+
+@pulumi.runtime.test
+def test_every_grpc_client_of_the_stack_gets_a_certificate_in_its_own_secret(
+    deploy: Deploy,
+) -> pulumi.Output[None]:
+    deployment = deploy("dev", {"eventforge:grpcClients": ["operator", "billing"]})
+    assert deployment.settings.grpc_clients == ("operator", "billing")
+    prefix = deployment.settings.name_prefix
+
+    def check() -> None:
+        names = {s.inputs["name"] for s in deployment.cloud.of_type(SECRET)}
+        expected = {f"{prefix}/grpc-tls/{n}" for n in (*SERVICES, "operator", "billing")}
+        assert expected <= names
+        for task in deployment.cloud.of_type(TASK_DEFINITION):
+            clients = environment(container(task))["EVENTFORGE_AUTHZ_CLIENTS"]
+            assert clients == "operator,billing"
+
+    return deployment.settled(check)
+
+
+@pulumi.runtime.test
+def test_with_mtls_off_no_certificate_secret_or_tls_setting_exists(
+    deploy: Deploy,
+) -> pulumi.Output[None]:
+    deployment = deploy("staging", {"eventforge:grpcMtls": False})
+    cloud = deployment.cloud
+
+    def check() -> None:
+        assert cloud.of_type(CERTIFICATE) == []
+        assert not [s for s in cloud.of_type(SECRET) if "/grpc-tls/" in s.inputs["name"]]
+        for task in cloud.of_type(TASK_DEFINITION):
+            definition = container(task)
+            assert [s["name"] for s in definition["secrets"]] == ["PGPASSWORD"]
+            assert "EVENTFORGE_AUTHZ_CLIENTS" not in environment(definition)
+        for function in cloud.of_type(FUNCTION):
+            assert "EVENTFORGE_TLS_SECRET_ARN" not in function.inputs["environment"]["variables"]
+
+    return deployment.settled(check)

@@ -10,10 +10,8 @@ are http.server threads.
 from __future__ import annotations
 
 import itertools
-import json
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from eventforge.runtime.grpc.server import start_server
 from eventforge.runtime.messaging.envelope import decode, encode, new_envelope
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
+from tests.fixtures.emulator import ses_messages_to
 from tests.fixtures.services import ProcessGroup
 
 pytestmark = pytest.mark.integration
@@ -259,14 +258,6 @@ def sent_email(
         what=f"the {event_type} email to {recipient}",
     )
     return email
-
-
-def ses_messages_to(emulator: Emulator, recipient: str) -> list[dict[str, Any]]:
-    """The emails the emulator's SES accepted for `recipient` (moto's model data)."""
-    with urllib.request.urlopen(f"{emulator.url}/moto-api/data.json", timeout=10) as reply:  # noqa: S310
-        data = json.load(reply)
-    messages = data.get("ses", {}).get("Message", [])
-    return [m for m in messages if recipient in m["destinations"].get("ToAddresses", [])]
 
 
 def ses_message(emulator: Emulator, recipient: str, message_id: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from eventforge.runtime.certs import create_ca, issue
 from eventforge.runtime.grpc.authz import CLIENTS, POLICY, allowed
 from eventforge.runtime.grpc.client import channel
 from eventforge.runtime.grpc.server import ServiceServer, start_server
+from eventforge.runtime.grpc.tls import Identity
 from eventforge.runtime.settings import SERVICES, Settings
 from eventforge.trace_edges import EDGES
 from tests.runtime.test_grpc_runtime import SERVICE, ScriptedOrders
@@ -129,3 +131,40 @@ def test_work_whose_deadline_passed_is_not_started(
     slow.join()
     time.sleep(0.2)
     assert servicer.calls == 1  # only the slow call ran; the late one was refused unstarted
+
+
+def _bundle(certs: Path, name: str) -> str:
+    """The TLS_BUNDLE a cloud process gets from its secret, made of the same files."""
+    return json.dumps(
+        {
+            "name": name,
+            "ca": (certs / "ca.pem").read_text(),
+            "cert": (certs / f"{name}.pem").read_text(),
+            "key": (certs / f"{name}-key.pem").read_text(),
+        }
+    )
+
+
+def test_a_tls_bundle_serves_and_calls_like_a_tls_dir(
+    certs: Path, tls_server: tuple[ServiceServer, ScriptedOrders]
+) -> None:
+    running, _ = tls_server
+    files = Settings(tls_bundle=_bundle(certs, "files"))  # type: ignore[arg-type]
+    with channel(files, f"127.0.0.1:{running.port}", SERVICE, identity="ignored") as ch:
+        assert _get(ch).order_id == "o-1"  # the bundle names its own identity
+    notifier = Settings(tls_bundle=_bundle(certs, "notifier"))  # type: ignore[arg-type]
+    with (
+        channel(notifier, f"127.0.0.1:{running.port}", SERVICE) as ch,
+        pytest.raises(grpc.RpcError) as raised,
+    ):
+        _get(ch)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [("{nope", "not JSON"), ('{"name": "files", "ca": "x"}', "lacks cert, key"), ("[]", "lacks")],
+)
+def test_a_broken_tls_bundle_is_refused_with_what_is_wrong(document: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Identity.configured(Settings(tls_bundle=document), "files")  # type: ignore[arg-type]

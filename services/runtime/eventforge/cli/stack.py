@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import importlib.util
 import logging
 import os
+import signal
 
 import click
 
@@ -46,6 +48,8 @@ def serve_command(service: ServiceName, role: str) -> None:
 
     settings = Settings()
     configure_logging(service, settings.log_level)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck process is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     telemetry = configure_telemetry(service, settings)
     logging.getLogger("eventforge").info("starting %s %s (pid %d)", service, role, os.getpid())
     try:

@@ -26,9 +26,9 @@ LOCAL_WAIT_SECONDS = 2
 
 def health_channel(settings: Settings, service: ServiceName, address: str) -> grpc.Channel:
     """A channel for health checks: plain, or mTLS as the operator when TLS_DIR is set."""
-    if settings.tls_dir is None:
+    tls = Identity.configured(settings, "operator")
+    if tls is None:
         return grpc.insecure_channel(address)
-    tls = Identity.load(settings.tls_dir, settings.tls_identity or "operator")
     override = [("grpc.ssl_target_name_override", service)]
     return grpc.secure_channel(address, tls.channel_credentials(), options=override)
 

@@ -10,6 +10,7 @@ from botocore.config import Config
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_ses import SESClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
@@ -80,6 +81,11 @@ def s3(settings: Settings) -> S3Client:
 def ses(settings: Settings) -> SESClient:
     """A new SES client on the settings' endpoint and region."""
     return _session(settings).client("ses", **_options(settings))
+
+
+def secretsmanager(settings: Settings) -> SecretsManagerClient:
+    """A new Secrets Manager client on the settings' endpoint and region."""
+    return _session(settings).client("secretsmanager", **_options(settings))
 
 
 def topic_arn(settings: Settings, topic_name: str) -> str:

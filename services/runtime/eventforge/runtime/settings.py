@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["orders", "files", "notifier"]
@@ -100,6 +100,11 @@ class Settings(BaseSettings):
         default=None,
         description="Directory with ca.pem, <service>.pem and <service>-key.pem: turns on mTLS "
         "between services (servers require client certificates from that CA).",
+    )
+    tls_bundle: SecretStr | None = Field(
+        default=None,
+        description='The same material as JSON instead of TLS_DIR: `{"name", "ca", "cert", '
+        '"key"}` with PEM values (how cloud processes get it, from Secrets Manager).',
     )
     tls_identity: str = Field(
         default="",

@@ -12,7 +12,7 @@ from eventforge.files.service_layer.receipts import issue_receipt
 from eventforge.files.service_layer.unit_of_work import MessageUnitOfWork
 from eventforge.runtime.messaging.messages import S3_OBJECT_CREATED, IncomingMessage
 from eventforge.runtime.messaging.processing import HandlerRegistry
-from eventforge.runtime.messaging.worker_process import Periodic, run_worker
+from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_worker
 from eventforge.runtime.settings import Settings
 
 EXPIRY_SWEEP_SECONDS = 60
@@ -55,12 +55,10 @@ def handlers(app: FilesApp) -> HandlerRegistry:
     return registry
 
 
-def main(settings: Settings) -> None:
-    """Consume the files queues until told to stop."""
+def worker(settings: Settings) -> Worker:
+    """The files consumer: uploads and receipts, and the sweep of expired uploads."""
     app = bootstrap(settings)
-    run_worker(
-        settings,
-        "files",
+    return Worker(
         app.engine,
         handlers(app),
         periodic=[
@@ -69,3 +67,8 @@ def main(settings: Settings) -> None:
             )
         ],
     )
+
+
+def main(settings: Settings) -> None:
+    """Consume the files queues until told to stop."""
+    run_worker(settings, "files", worker(settings))

@@ -10,7 +10,7 @@ from eventforge.notifier.service_layer.fan_out import fan_out
 from eventforge.notifier.service_layer.webhooks import deliverable_event_types
 from eventforge.runtime.messaging.messages import IncomingMessage
 from eventforge.runtime.messaging.processing import Handler
-from eventforge.runtime.messaging.worker_process import Periodic, run_worker
+from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_worker
 from eventforge.runtime.settings import Settings
 
 DISPATCH_SECONDS = 0.5
@@ -46,17 +46,23 @@ def dispatcher(app: NotifierApp) -> Dispatcher:
     )
 
 
-def main(settings: Settings) -> None:
-    """Consume the notifier's queues and dispatch until told to stop."""
+def worker(settings: Settings) -> Worker:
+    """The notifier consumer: fan-out of events, and the dispatch of what is due."""
     app = bootstrap(settings)
     dispatch = dispatcher(app)
-    try:
-        run_worker(
-            settings,
-            "notifier",
-            app.engine,
-            handlers(app),
-            periodic=[Periodic("webhook and email dispatch", DISPATCH_SECONDS, dispatch.run_once)],
-        )
-    finally:
-        dispatch.shutdown()
+    return Worker(
+        app.engine,
+        handlers(app),
+        periodic=[
+            Periodic(
+                "webhook and email dispatch", DISPATCH_SECONDS, dispatch.run_once, after_batch=True
+            )
+        ],
+        close=dispatch.shutdown,
+        settle=dispatch.wait_idle,
+    )
+
+
+def main(settings: Settings) -> None:
+    """Consume the notifier's queues and dispatch until told to stop."""
+    run_worker(settings, "notifier", worker(settings))

@@ -53,6 +53,7 @@ class Dispatcher:
         self.per_endpoint = per_endpoint
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="dispatch")
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._busy: Counter[str] = Counter()
         self._closed = False
@@ -97,6 +98,11 @@ class Dispatcher:
             )
         return len(deliveries) + len(emails)
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no attempt is in flight (at most `timeout` s); whether it is idle."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def shutdown(self, wait: bool = True) -> None:
         """Claim nothing more; let the attempts in flight finish (and be recorded) when `wait`."""
         with self._lock:
@@ -118,6 +124,7 @@ class Dispatcher:
                 self._busy[endpoint] -= 1
                 if self._busy[endpoint] <= 0:
                     del self._busy[endpoint]
+            self._idle.notify_all()
         error = done.exception()
         if error is not None:
             # Its lease runs out and it is claimed again; the failure itself must be seen.

@@ -11,7 +11,7 @@ from eventforge.orders.bootstrap import OrdersApp, bootstrap
 from eventforge.orders.service_layer.saga import advance_saga, recover_stalled
 from eventforge.runtime.messaging.messages import IncomingMessage
 from eventforge.runtime.messaging.processing import HandlerRegistry
-from eventforge.runtime.messaging.worker_process import Periodic, run_worker
+from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_worker
 from eventforge.runtime.settings import Settings
 
 STALLED_AFTER = timedelta(minutes=2)
@@ -32,8 +32,8 @@ def handlers(app: OrdersApp) -> HandlerRegistry:
     return registry
 
 
-def main(settings: Settings) -> None:
-    """Consume the orders queue until told to stop."""
+def worker(settings: Settings) -> Worker:
+    """The orders consumer: the saga's handler, and the recovery of stalled orders."""
     app = bootstrap(settings)
 
     def recover() -> int:
@@ -41,10 +41,11 @@ def main(settings: Settings) -> None:
             uow=app.uow(), gateway=app.gateway, retry=app.retry, idle_for=STALLED_AFTER
         )
 
-    run_worker(
-        settings,
-        "orders",
-        app.engine,
-        handlers(app),
-        periodic=[Periodic("stalled order recovery", 30, recover)],
+    return Worker(
+        app.engine, handlers(app), periodic=[Periodic("stalled order recovery", 30, recover)]
     )
+
+
+def main(settings: Settings) -> None:
+    """Consume the orders queue until told to stop."""
+    run_worker(settings, "orders", worker(settings))

@@ -77,8 +77,8 @@ def channel(
 ) -> grpc.Channel:
     """An instrumented channel to `target` with deadlines and retries for `service`.
 
-    With TLS_DIR set it presents the certificate `identity` (or TLS_IDENTITY) and expects
-    the server's certificate to name the called service (`eventforge.<name>.v1...`).
+    With TLS_DIR or TLS_BUNDLE set it presents the certificate `identity` (or TLS_IDENTITY) and
+    expects the server's certificate to name the called service (`eventforge.<name>.v1...`).
     """
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
@@ -89,13 +89,10 @@ def channel(
     methods = list(idempotent_methods)
     if methods:
         options.append(("grpc.service_config", retry_service_config(service, methods)))
-    if settings.tls_dir is None:
+    tls = Identity.configured(settings, identity)
+    if tls is None:
         raw = grpc.insecure_channel(target, options=options)
     else:
-        name = settings.tls_identity or identity
-        if not name:
-            raise ValueError("TLS_DIR is set but this client has no certificate name")
-        tls = Identity.load(settings.tls_dir, name)
         options.append(("grpc.ssl_target_name_override", service.split(".")[1]))
         raw = grpc.secure_channel(target, tls.channel_credentials(), options=options)
     traced = instrument_channel(raw)

@@ -100,10 +100,11 @@ def start_server(
 ) -> ServiceServer:
     """Start a server on `address` with the service(s) `register` adds, health and reflection.
 
-    With TLS_DIR set the server speaks mTLS as `identity` (the service's certificate name),
-    requires client certificates from the same CA and authorizes callers by their identity.
+    With TLS_DIR or TLS_BUNDLE set the server speaks mTLS as `identity` (the service's
+    certificate name), requires client certificates from the same CA and authorizes callers by
+    their identity.
     """
-    tls = _identity(settings, identity)
+    tls = Identity.configured(settings, identity)
     interceptors: list[grpc.ServerInterceptor] = [
         grpc_server_interceptor(),
         RequestIdInterceptor(),
@@ -156,15 +157,6 @@ def run_until_signalled(running: ServiceServer, grace: float) -> None:
     stop_on_signals().wait()
     running.stop(grace)
     log.info("stopped")
-
-
-def _identity(settings: Settings, name: str | None) -> Identity | None:
-    if settings.tls_dir is None:
-        return None
-    name = settings.tls_identity or name
-    if not name:
-        raise ValueError("TLS_DIR is set but this server has no certificate name")
-    return Identity.load(settings.tls_dir, name)
 
 
 def serve(

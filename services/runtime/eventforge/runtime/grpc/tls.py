@@ -1,13 +1,21 @@
-"""mTLS credentials from TLS_DIR: servers require client certificates from the same CA."""
+"""mTLS credentials: servers require client certificates from the deployment's CA.
+
+The material comes from TLS_DIR (files, as `eventforge certs` writes them) or TLS_BUNDLE (one
+JSON document, as cloud processes get it from Secrets Manager).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from eventforge.runtime.certs import CA_NAME
+from eventforge.runtime.settings import Settings
+
+BUNDLE_KEYS = ("name", "ca", "cert", "key")
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,38 @@ class Identity:
             return path.read_bytes()
 
         return cls(name, read(f"{CA_NAME}.pem"), read(f"{name}.pem"), read(f"{name}-key.pem"))
+
+    @classmethod
+    def from_bundle(cls, document: str) -> Identity:
+        """The identity in a TLS_BUNDLE document: `{"name", "ca", "cert", "key"}`."""
+        try:
+            fields = json.loads(document)
+        except ValueError as error:
+            raise ValueError(f"TLS_BUNDLE is not JSON: {error}") from None
+        missing = [k for k in BUNDLE_KEYS if not isinstance(fields, dict) or not fields.get(k)]
+        if missing:
+            raise ValueError(f"TLS_BUNDLE lacks {', '.join(missing)}")
+        return cls(
+            str(fields["name"]),
+            str(fields["ca"]).encode(),
+            str(fields["cert"]).encode(),
+            str(fields["key"]).encode(),
+        )
+
+    @classmethod
+    def configured(cls, settings: Settings, name: str | None) -> Identity | None:
+        """This process's identity, or None when mTLS is off (neither TLS_DIR nor TLS_BUNDLE).
+
+        With TLS_DIR, the certificate TLS_IDENTITY or else `name`; a bundle names its own.
+        """
+        if settings.tls_dir is not None:
+            chosen = settings.tls_identity or name
+            if not chosen:
+                raise ValueError("TLS_DIR is set but this process has no certificate name")
+            return cls.load(settings.tls_dir, chosen)
+        if settings.tls_bundle is not None:
+            return cls.from_bundle(settings.tls_bundle.get_secret_value())
+        return None
 
     def server_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(

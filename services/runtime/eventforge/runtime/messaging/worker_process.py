@@ -30,6 +30,42 @@ class Periodic:
     name: str
     seconds: float
     run: Callable[[], object]
+    after_batch: bool = False
+    """Also run right after each batch a Lambda consumer handles (work the batch just queued)."""
+
+
+def _nothing() -> None:
+    return None
+
+
+def _settled(timeout: float) -> bool:
+    del timeout
+    return True
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A service's queue consumer: its database, its handlers and its housekeeping.
+
+    The same parts run in the `worker` process (`run_worker`) and as a Lambda function
+    (`eventforge.runtime.messaging.lambda_entry`).
+    """
+
+    engine: Engine
+    handlers: HandlerRegistry | Mapping[str, Handler]
+    periodic: Sequence[Periodic] = ()
+    close: Callable[[], None] = _nothing
+    """Release what the parts hold (thread pools), once consuming has stopped."""
+    settle: Callable[[float], bool] = _settled
+    """Wait (at most the seconds given) for work the housekeeping left running in the background:
+    a Lambda environment freezes as soon as the invocation returns. True when nothing is left."""
+
+    def housekeeping(self) -> list[Periodic]:
+        """The service's periodic tasks and the inbox retention every worker runs."""
+        return [
+            Periodic("inbox retention", 3600, lambda: purge_inbox(self.engine, INBOX_RETENTION)),
+            *self.periodic,
+        ]
 
 
 def run_periodic(tasks: Sequence[Periodic], stop: threading.Event) -> None:
@@ -49,36 +85,29 @@ def run_periodic(tasks: Sequence[Periodic], stop: threading.Event) -> None:
                 log.exception("periodic task %s failed", task.name)
 
 
-def run_worker(
-    settings: Settings,
-    service: ServiceName,
-    engine: Engine,
-    handlers: HandlerRegistry | Mapping[str, Handler],
-    periodic: Sequence[Periodic] = (),
-) -> None:
-    """Consume the service's queues with `handlers` until SIGTERM/SIGINT."""
+def run_worker(settings: Settings, service: ServiceName, worker: Worker) -> None:
+    """Consume the service's queues with the worker's handlers until SIGTERM/SIGINT."""
     stop = stop_on_signals()
     sqs = aws.sqs(settings)
     queues = service_queues(sqs, service, settings.name_prefix)
     consumer = Consumer(
         sqs,
         queues,
-        sessions=engine,
-        handlers=handlers,
+        sessions=worker.engine,
+        handlers=worker.handlers,
         tracer=trace.get_tracer(f"eventforge.{service}.worker"),
         options=ConsumerOptions(
             concurrency=settings.worker_concurrency, wait_seconds=settings.worker_wait_seconds
         ),
         # A database outage must not spend the messages' receives: see `QueuePoller`.
-        ready=lambda: ping(engine),
+        ready=lambda: ping(worker.engine),
     )
-    housekeeping = [
-        Periodic("inbox retention", 3600, lambda: purge_inbox(engine, INBOX_RETENTION)),
-        *periodic,
-    ]
     threading.Thread(
-        target=run_periodic, args=(housekeeping, stop), name="periodic", daemon=True
+        target=run_periodic, args=(worker.housekeeping(), stop), name="periodic", daemon=True
     ).start()
     log.info("consuming %s", ", ".join(queue.name for queue in queues))
-    consumer.run(stop)
+    try:
+        consumer.run(stop)
+    finally:
+        worker.close()
     log.info("stopped")

@@ -1,0 +1,195 @@
+"""The Lambda entry point of a service's queue consumer (`LambdaConsumer` in infra/).
+
+One function serves two kinds of invocations:
+
+- an SQS event, from the event source mapping of each of the service's queues: the records go
+  through the same `MessageProcessor` and handlers as the `worker` process, and the answer is
+  the partial batch response, so only the failed records return to their queue (and, in the
+  end, to its DLQ). The housekeeping marked `after_batch` runs next (the notifier's dispatch
+  of the emails and webhooks the batch queued);
+- a scheduled event (EventBridge, every minute): the worker's housekeeping that is due in this
+  execution environment (sweeps, recovery, retries, inbox retention).
+
+The function's environment names the service (EVENTFORGE_SERVICE) and the secrets to read once
+per execution environment, before the settings: EVENTFORGE_DATABASE_SECRET_ARN (the RDS-managed
+secret, whose password becomes PGPASSWORD) and, with mTLS on, EVENTFORGE_TLS_SECRET_ARN (the
+certificate bundle, EVENTFORGE_TLS_BUNDLE).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any, cast, get_args
+
+from opentelemetry import trace
+
+from eventforge.runtime import aws
+from eventforge.runtime.logs import configure_logging
+from eventforge.runtime.messaging.processing import (
+    LambdaBatchResponse,
+    MessageProcessor,
+    handle_lambda_batch,
+)
+from eventforge.runtime.messaging.worker_process import Worker
+from eventforge.runtime.settings import ServiceName, Settings
+from eventforge.runtime.telemetry import Telemetry, configure_telemetry
+
+log = logging.getLogger("eventforge.lambda")
+
+SERVICE_VARIABLE = "EVENTFORGE_SERVICE"
+DATABASE_SECRET_VARIABLE = "EVENTFORGE_DATABASE_SECRET_ARN"  # noqa: S105 (a variable's name)
+TLS_SECRET_VARIABLE = "EVENTFORGE_TLS_SECRET_ARN"  # noqa: S105 (a variable's name)
+SCHEDULED_EVENT = "Scheduled Event"
+SETTLE_MARGIN_SECONDS = 5.0
+"""Time kept back from the invocation's remaining time, for the answer and the span flush."""
+DEFAULT_SETTLE_SECONDS = 30.0
+
+
+class LambdaEventError(ValueError):
+    """An invocation that is neither an SQS batch nor a scheduled event."""
+
+
+def load_secrets(
+    environ: MutableMapping[str, str],
+    read_secret: Callable[[str], str],
+) -> list[str]:
+    """Turn the secrets the environment names into the variables the settings read.
+
+    `read_secret` maps a secret ARN to its string; the names of the variables set are returned.
+    """
+    loaded: list[str] = []
+    database_secret = environ.get(DATABASE_SECRET_VARIABLE)
+    if database_secret and "PGPASSWORD" not in environ:
+        document = json.loads(read_secret(database_secret))
+        if not isinstance(document, dict) or not document.get("password"):
+            raise ValueError(f"{DATABASE_SECRET_VARIABLE} names a secret without a password")
+        environ["PGPASSWORD"] = str(document["password"])
+        loaded.append("PGPASSWORD")
+    tls_secret = environ.get(TLS_SECRET_VARIABLE)
+    if tls_secret and "EVENTFORGE_TLS_BUNDLE" not in environ:
+        environ["EVENTFORGE_TLS_BUNDLE"] = read_secret(tls_secret)
+        loaded.append("EVENTFORGE_TLS_BUNDLE")
+    return loaded
+
+
+def service_of(environ: Mapping[str, str]) -> ServiceName:
+    """The service this function consumes for, from EVENTFORGE_SERVICE."""
+    service = environ.get(SERVICE_VARIABLE, "")
+    if service not in get_args(ServiceName):
+        choices = ", ".join(get_args(ServiceName))
+        raise ValueError(f"{SERVICE_VARIABLE} must be one of {choices}, not {service!r}")
+    return cast("ServiceName", service)
+
+
+def build_worker(settings: Settings, service: ServiceName) -> Worker:
+    """The service's worker parts, exactly as its `worker` process builds them."""
+    module = importlib.import_module(f"eventforge.{service}.entrypoints.worker")
+    worker: Worker = module.worker(settings)
+    return worker
+
+
+@dataclass
+class LambdaConsumer:
+    """One execution environment's consumer: built on the first invocation, reused after."""
+
+    service: ServiceName
+    settings: Settings
+    worker: Worker
+    telemetry: Telemetry
+    processor: MessageProcessor
+    last_run: dict[str, float] = field(default_factory=dict)
+    clock: Callable[[], float] = time.monotonic
+
+    @classmethod
+    def start(cls, environ: MutableMapping[str, str] = os.environ) -> LambdaConsumer:
+        """Read the secrets, then the settings, and build the service's worker."""
+        service = service_of(environ)
+        bootstrap = Settings()
+        if environ.get(DATABASE_SECRET_VARIABLE) or environ.get(TLS_SECRET_VARIABLE):
+            client = aws.secretsmanager(bootstrap)
+
+            def read_secret(arn: str) -> str:
+                return client.get_secret_value(SecretId=arn)["SecretString"]
+
+            load_secrets(environ, read_secret)
+        settings = Settings()
+        configure_logging(service, settings.log_level)
+        telemetry = configure_telemetry(service, settings)
+        worker = build_worker(settings, service)
+        processor = MessageProcessor(
+            worker.engine, worker.handlers, trace.get_tracer(f"eventforge.{service}.lambda")
+        )
+        log.info("lambda consumer of %s ready", service)
+        return cls(service, settings, worker, telemetry, processor)
+
+    def handle(
+        self, event: Mapping[str, Any], context: object = None
+    ) -> LambdaBatchResponse | dict[str, list[str]]:
+        """Answer one invocation; what it started and its spans finish before it returns."""
+        try:
+            if "Records" in event:
+                response = handle_lambda_batch(
+                    event["Records"], self.processor, concurrency=self.settings.worker_concurrency
+                )
+                self.run_housekeeping(only_after_batch=True)
+                self.settle(context)
+                return response
+            if event.get("detail-type") == SCHEDULED_EVENT:
+                ran = self.run_housekeeping(only_after_batch=False)
+                self.settle(context)
+                return {"housekeeping": ran}
+            raise LambdaEventError(
+                f"not an SQS batch or a scheduled event: keys {sorted(event)[:10]}"
+            )
+        finally:
+            self.telemetry.force_flush()
+
+    def settle(self, context: object) -> None:
+        """Let the work housekeeping started finish, leaving a margin of the invocation's time."""
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        budget = (
+            remaining_ms() / 1000 - SETTLE_MARGIN_SECONDS
+            if callable(remaining_ms)
+            else DEFAULT_SETTLE_SECONDS
+        )
+        if not self.worker.settle(max(budget, 0.0)):
+            log.warning("background work still running when the invocation returns")
+
+    def run_housekeeping(self, *, only_after_batch: bool) -> list[str]:
+        """Run the tasks that are due (each failure logged, never raised); their names."""
+        ran: list[str] = []
+        now = self.clock()
+        for task in self.worker.housekeeping():
+            if only_after_batch and not task.after_batch:
+                continue
+            last = self.last_run.get(task.name)
+            # A task more frequent than the schedule runs on every scheduled invocation.
+            if not only_after_batch and last is not None and now - last < task.seconds:
+                continue
+            self.last_run[task.name] = now
+            ran.append(task.name)
+            try:
+                task.run()
+            except Exception:
+                log.exception("housekeeping %s failed", task.name)
+        return ran
+
+
+_consumer: LambdaConsumer | None = None
+_starting = threading.Lock()
+
+
+def handler(event: Mapping[str, Any], context: object) -> LambdaBatchResponse | dict[str, Any]:
+    """The function's handler (`eventforge.runtime.messaging.lambda_entry.handler`)."""
+    global _consumer  # one consumer per execution environment, built on first use
+    with _starting:
+        if _consumer is None:
+            _consumer = LambdaConsumer.start()
+    return _consumer.handle(event, context)

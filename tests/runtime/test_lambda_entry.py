@@ -1,0 +1,226 @@
+"""The Lambda entry point: secrets to settings, SQS batches through the worker's handlers with
+partial batch responses, scheduled housekeeping — in a child process, on PostgreSQL and moto."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from eventforge.events.v1 import events_pb2
+from eventforge.runtime import aws, certs
+from eventforge.runtime.emulator import Emulator
+from eventforge.runtime.messaging.envelope import encode, new_envelope
+from eventforge.runtime.messaging.lambda_entry import (
+    DATABASE_SECRET_VARIABLE,
+    TLS_SECRET_VARIABLE,
+    LambdaConsumer,
+    LambdaEventError,
+    load_secrets,
+    service_of,
+)
+from eventforge.runtime.messaging.processing import MessageProcessor
+from eventforge.runtime.messaging.worker_process import Periodic, Worker
+from eventforge.runtime.provision import provision
+from eventforge.runtime.settings import Settings
+from eventforge.topology import TOPOLOGY
+from tests.fixtures.emulator import ses_messages_to
+from tests.fixtures.services import stack_environment
+
+# --- unit: secrets, service, housekeeping ------------------------------------------------------
+
+
+def test_secrets_become_the_variables_the_settings_read() -> None:
+    secrets = {
+        "arn:db": json.dumps({"username": "eventforge", "password": "s3cret"}),
+        "arn:tls": json.dumps({"name": "files", "ca": "C", "cert": "P", "key": "K"}),
+    }
+    environ = {DATABASE_SECRET_VARIABLE: "arn:db", TLS_SECRET_VARIABLE: "arn:tls"}
+    assert load_secrets(environ, secrets.__getitem__) == ["PGPASSWORD", "EVENTFORGE_TLS_BUNDLE"]
+    assert environ["PGPASSWORD"] == "s3cret"
+    assert json.loads(environ["EVENTFORGE_TLS_BUNDLE"])["name"] == "files"
+    # Already there (a warm environment, or set by hand): not read again.
+    assert load_secrets(environ, lambda arn: pytest.fail(f"read {arn} again")) == []
+
+
+def test_a_database_secret_without_a_password_is_refused() -> None:
+    environ = {DATABASE_SECRET_VARIABLE: "arn:db"}
+    with pytest.raises(ValueError, match="without a password"):
+        load_secrets(environ, lambda _arn: json.dumps({"username": "eventforge"}))
+    assert "PGPASSWORD" not in environ
+
+
+def test_the_service_must_be_named() -> None:
+    assert service_of({"EVENTFORGE_SERVICE": "notifier"}) == "notifier"
+    for environ in ({}, {"EVENTFORGE_SERVICE": "billing"}):
+        with pytest.raises(ValueError, match="EVENTFORGE_SERVICE must be one of"):
+            service_of(environ)
+
+
+class _Telemetry:
+    def __init__(self) -> None:
+        self.flushes = 0
+
+    def force_flush(self) -> bool:
+        self.flushes += 1
+        return True
+
+
+def _consumer(tasks: list[Periodic], clock: Callable[[], float]) -> tuple[LambdaConsumer, Any]:
+    engine = sa.create_engine("sqlite://")
+    worker = Worker(engine, {}, periodic=tasks)
+    telemetry = _Telemetry()
+    consumer = LambdaConsumer(
+        service="orders",
+        settings=Settings(),
+        worker=worker,
+        telemetry=telemetry,  # type: ignore[arg-type]
+        processor=MessageProcessor(engine, {}, tracer=_NoTracer()),  # type: ignore[arg-type]
+        clock=clock,
+    )
+    return consumer, telemetry
+
+
+class _NoTracer:
+    pass
+
+
+def test_schedules_run_what_is_due_and_batches_only_what_follows_a_batch() -> None:
+    runs: list[str] = []
+    now = [100.0]
+    tasks = [
+        Periodic("sweep", 60, lambda: runs.append("sweep")),
+        Periodic("dispatch", 0.5, lambda: runs.append("dispatch"), after_batch=True),
+        Periodic("broken", 1, lambda: 1 / 0),
+    ]
+    consumer, telemetry = _consumer(tasks, lambda: now[0])
+    scheduled = {"detail-type": "Scheduled Event", "source": "aws.events"}
+
+    assert consumer.handle(scheduled) == {
+        "housekeeping": ["inbox retention", "sweep", "dispatch", "broken"]
+    }
+    now[0] += 30
+    assert consumer.handle(scheduled) == {"housekeeping": ["dispatch", "broken"]}
+    now[0] += 31
+    assert consumer.handle(scheduled) == {"housekeeping": ["sweep", "dispatch", "broken"]}
+    assert consumer.handle({"Records": []}) == {"batchItemFailures": []}
+    assert runs == ["sweep", "dispatch", "dispatch", "sweep", "dispatch", "dispatch"]
+    with pytest.raises(LambdaEventError, match="not an SQS batch or a scheduled event"):
+        consumer.handle({"hello": "world"})
+    assert telemetry.flushes == 5  # every invocation, the refused one too
+
+
+# --- integration: the handler in its own process ------------------------------------------------
+
+HANDLER_SCRIPT = """
+import json, os, sys
+from eventforge.runtime.messaging import lambda_entry
+from eventforge.runtime.grpc.tls import Identity
+from eventforge.runtime.settings import Settings
+
+class Context:
+    def get_remaining_time_in_millis(self):
+        return 60_000
+
+answers = [lambda_entry.handler(event, Context()) for event in json.load(sys.stdin)]
+identity = Identity.configured(Settings(), None)
+print(json.dumps({
+    "answers": answers,
+    "pgpassword": os.environ.get("PGPASSWORD"),
+    "tls_identity": identity.name if identity else None,
+}))
+"""
+
+
+def _record(queue_name: str, region: str, body: str, event_type: str) -> dict[str, Any]:
+    return {
+        "messageId": str(uuid.uuid4()),
+        "receiptHandle": f"handle-{uuid.uuid4().hex}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": str(int(time.time() * 1000)),
+        },
+        "messageAttributes": {
+            "event_type": {"stringValue": event_type, "dataType": "String"},
+        },
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{region}:123456789012:{queue_name}",
+        "awsRegion": region,
+    }
+
+
+@pytest.mark.integration
+def test_the_function_handles_a_batch_with_the_workers_handlers_and_dispatches_after_it(
+    stack_settings: Settings, emulator: Emulator, tmp_path: Path
+) -> None:
+    provision(stack_settings, TOPOLOGY)
+    secrets = aws.secretsmanager(stack_settings)
+    suffix = uuid.uuid4().hex[:8]
+    # PostgreSQL here trusts loopback: any password works, and the function must have read it.
+    database_secret = secrets.create_secret(
+        Name=f"rds-{suffix}",
+        SecretString=json.dumps({"username": "postgres", "password": f"pw-{suffix}"}),
+    )["ARN"]
+    certs.issue(tmp_path, "notifier")
+    bundle = {
+        "name": "notifier",
+        "ca": (tmp_path / "ca.pem").read_text(),
+        "cert": (tmp_path / "notifier.pem").read_text(),
+        "key": (tmp_path / "notifier-key.pem").read_text(),
+    }
+    tls_secret = secrets.create_secret(Name=f"grpc-tls-{suffix}", SecretString=json.dumps(bundle))[
+        "ARN"
+    ]
+
+    customer = f"lambda-{suffix}@example.com"
+    failed = new_envelope(
+        events_pb2.OrderFailed(
+            order_id=str(uuid.uuid4()), customer_email=customer, reason="card declined"
+        ),
+        source="orders",
+        subject="lambda-test",
+    )
+    queue = TOPOLOGY.resolve(stack_settings.name_prefix).queues["notifier-orders"].name
+    region = stack_settings.aws_region
+    good = _record(queue, region, encode(failed), failed.event_type)
+    poison = _record(queue, region, "{not json", "order.failed")
+    events = [
+        {"Records": [good, poison]},
+        {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"},
+    ]
+    env = {
+        **{k: v for k, v in stack_environment(stack_settings).items() if k != "PGPASSWORD"},
+        "EVENTFORGE_SERVICE": "notifier",
+        DATABASE_SECRET_VARIABLE: database_secret,
+        TLS_SECRET_VARIABLE: tls_secret,
+    }
+    env.pop("EVENTFORGE_TLS_BUNDLE", None)
+    run = subprocess.run(
+        [sys.executable, "-c", HANDLER_SCRIPT],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    batch, scheduled = result["answers"]
+    assert batch == {"batchItemFailures": [{"itemIdentifier": poison["messageId"]}]}
+    # The dispatch ran right after the batch, so only the hourly retention was due.
+    assert scheduled == {"housekeeping": ["inbox retention"]}
+    assert result["pgpassword"] == f"pw-{suffix}"
+    assert result["tls_identity"] == "notifier"
+    # The dispatch after the batch sent the email before the function returned.
+    [email] = ses_messages_to(emulator, customer)
+    assert email["destinations"]["ToAddresses"] == [customer]
