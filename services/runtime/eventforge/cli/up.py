@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import click
@@ -65,7 +66,8 @@ def run_stack(settings: Settings, timeout: float) -> int:
     overrides: dict[str, str] = {}
     if not settings.aws_endpoint_url:
         emulator = Emulator(settings.emulator_port, log_path=logs_dir / "emulator.log")
-        emulator.start()
+        # It starts while the databases migrate and the APIs start; provisioning waits for it.
+        emulator.launch()
         overrides = {"AWS_ENDPOINT_URL": emulator.url}
         overrides.update({k: "testing" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
         os.environ.update(overrides)
@@ -77,20 +79,28 @@ def run_stack(settings: Settings, timeout: float) -> int:
         os.environ.get("EVENTFORGE_WORKER_WAIT_SECONDS", str(LOCAL_WAIT_SECONDS)),
     )
     supervisor = Supervisor(child_environment(**overrides))
+
+    def spawn(roles: Callable[[str], bool]) -> None:
+        for service in SERVICES:
+            for role in filter(roles, roles_of(service)):
+                name = f"{service}-{role}"
+                supervisor.spawn(
+                    name, python_command("serve", service, role), logs_dir / f"{name}.log"
+                )
+
     try:
-        provision(settings, TOPOLOGY)
-        click.echo(f"topology          provisioned (prefix {settings.name_prefix!r})")
         for service in SERVICES:
             migrate(settings, service)
         click.echo(
             f"database          {settings.database_url or f'SQLite in {settings.data_dir}/'}"
         )
-        for service in SERVICES:
-            for role in roles_of(service):
-                name = f"{service}-{role}"
-                supervisor.spawn(
-                    name, python_command("serve", service, role), logs_dir / f"{name}.log"
-                )
+        # The APIs need only their databases; workers and relays need the topology too.
+        spawn(lambda role: role == "api")
+        if emulator:
+            emulator.wait_ready()
+        provision(settings, TOPOLOGY)
+        click.echo(f"topology          provisioned (prefix {settings.name_prefix!r})")
+        spawn(lambda role: role != "api")
         deadline = time.monotonic() + timeout
         for service in SERVICES:
             address = settings.address_of(service)
@@ -108,7 +118,7 @@ def run_stack(settings: Settings, timeout: float) -> int:
             for event in supervisor.check():
                 click.echo(event, err=True)
         return 0
-    except RuntimeError as error:
+    except RuntimeError as error:  # EmulatorError too
         click.echo(str(error), err=True)
         return 1
     finally:

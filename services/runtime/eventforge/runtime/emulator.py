@@ -73,6 +73,11 @@ class Emulator:
 
     def start(self) -> None:
         """Launch the server and return once it answers; raise EmulatorError otherwise."""
+        self.launch()
+        self.wait_ready()
+
+    def launch(self) -> None:
+        """Launch the server without waiting for it (`wait_ready` does), to overlap its start."""
         if self._process is not None:
             raise EmulatorError("emulator already started")
         if _port_in_use(self.host, self.port):
@@ -86,6 +91,9 @@ class Emulator:
             # Its own session: a Ctrl-C in our terminal reaches us, and we decide when it stops.
             start_new_session=True,
         )
+
+    def wait_ready(self) -> None:
+        """Return once the launched server answers; stop it and raise EmulatorError otherwise."""
         try:
             self._wait_until_ready()
         except BaseException:

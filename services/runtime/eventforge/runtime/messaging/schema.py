@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import op
 
 # SQLite only autoincrements INTEGER PRIMARY KEY columns.
 _Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -58,6 +57,8 @@ outbox_table, inbox_table = define_tables(metadata)
 
 def create_messaging_tables_v1() -> None:
     """Migration step: create the v1 outbox and inbox tables (frozen; never edit)."""
+    from alembic import op  # only migrations need alembic, whose import costs every process
+
     op.create_table("outbox", *_outbox_columns())
     op.create_index(
         "ix_outbox_unpublished",
@@ -73,5 +74,7 @@ def create_messaging_tables_v1() -> None:
 
 def drop_messaging_tables_v1() -> None:
     """Migration step: undo `create_messaging_tables_v1`."""
+    from alembic import op
+
     op.drop_table("inbox")
     op.drop_table("outbox")
