@@ -50,6 +50,7 @@ SCHEDULED_EVENT = "Scheduled Event"
 SETTLE_MARGIN_SECONDS = 5.0
 """Time kept back from the invocation's remaining time, for the answer and the span flush."""
 DEFAULT_SETTLE_SECONDS = 30.0
+"""The housekeeping budget of an invocation without a Lambda context (tests, scripts)."""
 
 
 class LambdaEventError(ValueError):
@@ -133,37 +134,29 @@ class LambdaConsumer:
         self, event: Mapping[str, Any], context: object = None
     ) -> LambdaBatchResponse | dict[str, list[str]]:
         """Answer one invocation; what it started and its spans finish before it returns."""
+        deadline = self.clock() + _budget(context)
         try:
             if "Records" in event:
                 response = handle_lambda_batch(
                     event["Records"], self.processor, concurrency=self.settings.worker_concurrency
                 )
-                self.run_housekeeping(only_after_batch=True)
-                self.settle(context)
+                self.run_housekeeping(deadline, only_after_batch=True)
                 return response
             if event.get("detail-type") == SCHEDULED_EVENT:
-                ran = self.run_housekeeping(only_after_batch=False)
-                self.settle(context)
-                return {"housekeeping": ran}
+                return {"housekeeping": self.run_housekeeping(deadline, only_after_batch=False)}
             raise LambdaEventError(
                 f"not an SQS batch or a scheduled event: keys {sorted(event)[:10]}"
             )
         finally:
             self.telemetry.force_flush()
 
-    def settle(self, context: object) -> None:
-        """Let the work housekeeping started finish, leaving a margin of the invocation's time."""
-        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-        budget = (
-            remaining_ms() / 1000 - SETTLE_MARGIN_SECONDS
-            if callable(remaining_ms)
-            else DEFAULT_SETTLE_SECONDS
-        )
-        if not self.worker.settle(max(budget, 0.0)):
-            log.warning("background work still running when the invocation returns")
+    def run_housekeeping(self, deadline: float, *, only_after_batch: bool) -> list[str]:
+        """Run the tasks that are due (each failure logged, never raised); their names.
 
-    def run_housekeeping(self, *, only_after_batch: bool) -> list[str]:
-        """Run the tasks that are due (each failure logged, never raised); their names."""
+        The environment freezes once the invocation returns, so the work a task leaves running
+        in the background is waited for; a task that answers how much it started (a count, like
+        the notifier's dispatch) runs again until it finds nothing, while there is time.
+        """
         ran: list[str] = []
         now = self.clock()
         for task in self.worker.housekeeping():
@@ -175,11 +168,27 @@ class LambdaConsumer:
                 continue
             self.last_run[task.name] = now
             ran.append(task.name)
-            try:
-                task.run()
-            except Exception:
-                log.exception("housekeeping %s failed", task.name)
+            while True:
+                try:
+                    started = task.run()
+                except Exception:
+                    log.exception("housekeeping %s failed", task.name)
+                    break
+                if not self.worker.settle(max(deadline - self.clock(), 0.0)):
+                    log.warning("%s still running when the invocation returns", task.name)
+                    return ran
+                more = isinstance(started, int) and not isinstance(started, bool) and started > 0
+                if not more or self.clock() >= deadline:
+                    break
         return ran
+
+
+def _budget(context: object) -> float:
+    """Seconds the invocation may spend on housekeeping, keeping a margin of its time."""
+    remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining_ms):
+        return DEFAULT_SETTLE_SECONDS
+    return max(float(remaining_ms()) / 1000 - SETTLE_MARGIN_SECONDS, 0.0)
 
 
 _consumer: LambdaConsumer | None = None
