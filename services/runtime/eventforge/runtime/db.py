@@ -26,8 +26,15 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
-def create_service_engine(settings: Settings, service: ServiceName, pool_size: int = 5) -> Engine:
-    """An engine whose unqualified table names resolve in the service's own schema."""
+def create_service_engine(
+    settings: Settings, service: ServiceName, pool_size: int | None = None
+) -> Engine:
+    """An engine whose unqualified table names resolve in the service's own schema.
+
+    The pool keeps as many connections as the API has handler threads (GRPC_MAX_WORKERS) by
+    default: a smaller pool closes and reopens connections under load, and every new
+    PostgreSQL connection is a new server process.
+    """
     url = database_url(settings, service)
     if url.get_backend_name() == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -36,7 +43,7 @@ def create_service_engine(settings: Settings, service: ServiceName, pool_size: i
         return engine
     return create_engine(
         url,
-        pool_size=pool_size,
+        pool_size=settings.grpc_max_workers if pool_size is None else pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"options": f"-c search_path={service}", "connect_timeout": 5},

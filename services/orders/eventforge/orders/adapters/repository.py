@@ -6,8 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from eventforge.orders.adapters.tables import (
@@ -210,23 +211,28 @@ class SqlIdempotencyKeys(IdempotencyKeys):
     def claim(
         self, customer_id: str, key: str, request_hash: str, order_id: str
     ) -> IdempotencyRecord | None:
-        try:
-            with self.session.begin_nested():
-                self.session.execute(
-                    sa.insert(idempotency_keys).values(
-                        customer_id=customer_id,
-                        idempotency_key=key,
-                        request_hash=request_hash,
-                        order_id=order_id,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-        except IntegrityError:
-            row = self.session.execute(
-                sa.select(idempotency_keys.c.order_id, idempotency_keys.c.request_hash).where(
-                    idempotency_keys.c.customer_id == customer_id,
-                    idempotency_keys.c.idempotency_key == key,
-                )
-            ).one()
-            return IdempotencyRecord(row.order_id, row.request_hash)
-        return None
+        # ON CONFLICT DO NOTHING: no savepoint round trips, and a concurrent claim of the same
+        # key waits for the first to commit (or roll back) before it decides.
+        dialect = self.session.get_bind().dialect.name
+        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        claimed = self.session.execute(
+            insert(idempotency_keys)
+            .values(
+                customer_id=customer_id,
+                idempotency_key=key,
+                request_hash=request_hash,
+                order_id=order_id,
+                created_at=datetime.now(UTC),
+            )
+            .on_conflict_do_nothing(index_elements=["customer_id", "idempotency_key"])
+            .returning(idempotency_keys.c.order_id)
+        ).first()
+        if claimed is not None:
+            return None
+        row = self.session.execute(
+            sa.select(idempotency_keys.c.order_id, idempotency_keys.c.request_hash).where(
+                idempotency_keys.c.customer_id == customer_id,
+                idempotency_keys.c.idempotency_key == key,
+            )
+        ).one()
+        return IdempotencyRecord(row.order_id, row.request_hash)
