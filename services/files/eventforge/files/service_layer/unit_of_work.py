@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import abc
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from google.protobuf.message import Message
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
@@ -14,48 +13,16 @@ from eventforge.files.domain.model import File
 from eventforge.files.service_layer.events import to_payload
 from eventforge.files.service_layer.ports import FileRepository
 from eventforge.runtime.messaging.outbox import record_event
+from eventforge.runtime.unit_of_work import EventUnitOfWork
 
 
-class UnitOfWork(abc.ABC):
+class UnitOfWork(EventUnitOfWork[File]):
     """Rolls back unless committed; `commit` also records the events of the files it saw."""
 
     files: FileRepository
 
-    def __init__(self) -> None:
-        self.seen: list[File] = []
-
-    def __enter__(self) -> Self:
-        self.seen = []
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.rollback()
-
-    def track(self, file: File) -> File:
-        """Remember a file so its new events are published when the unit commits."""
-        self.seen.append(file)
-        return file
-
-    def commit(self) -> None:
-        for file in self.seen:
-            while file.events:
-                self.record(to_payload(file.events.pop(0), file), subject=file.file_id)
-        self._commit()
-
-    @abc.abstractmethod
-    def record(self, payload: Message, *, subject: str) -> None:
-        """Add an event to the outbox of this unit of work."""
-
-    @abc.abstractmethod
-    def _commit(self) -> None: ...
-
-    @abc.abstractmethod
-    def rollback(self) -> None: ...
+    def outgoing(self, entity: File, event: Any) -> tuple[Message, str]:
+        return to_payload(event, entity), entity.file_id
 
 
 class SqlUnitOfWork(UnitOfWork):

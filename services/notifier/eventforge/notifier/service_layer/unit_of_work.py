@@ -7,9 +7,8 @@ commit to its owner.
 
 from __future__ import annotations
 
-import abc
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from google.protobuf.message import Message
 from sqlalchemy.orm import Session, sessionmaker
@@ -24,53 +23,28 @@ from eventforge.notifier.service_layer.ports import (
     WebhookRepository,
 )
 from eventforge.runtime.messaging.outbox import record_event
+from eventforge.runtime.unit_of_work import EventUnitOfWork
 
 Tracked = TypeVar("Tracked", Webhook, Delivery, Notification)
 
 
-class UnitOfWork(abc.ABC):
+class UnitOfWork(EventUnitOfWork[Webhook | Delivery | Notification]):
     """Rolls back unless committed; `commit` also records the events of the entities it saw."""
 
     webhooks: WebhookRepository
     deliveries: DeliveryRepository
     notifications: NotificationRepository
 
-    def __init__(self) -> None:
-        self.seen: list[Webhook | Delivery | Notification] = []
-
-    def __enter__(self) -> Self:
-        self.seen = []
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.rollback()
-
-    def track(self, entity: Tracked) -> Tracked:
-        """Remember an entity so its new events are published when the unit commits."""
-        self.seen.append(entity)
+    # The same as the base's, typed to give each kind of entity back as itself.
+    def track(self, entity: Tracked) -> Tracked:  # type: ignore[override]
+        """Remember an entity so its new events are recorded when the unit commits."""
+        super().track(entity)
         return entity
 
-    def commit(self) -> None:
-        for entity in self.seen:
-            while entity.events:
-                payload, subject = to_payload(entity.events.pop(0))
-                self.record(payload, subject=subject)
-        self._commit()
-
-    @abc.abstractmethod
-    def record(self, payload: Message, *, subject: str) -> None:
-        """Add an event to the outbox of this unit of work."""
-
-    @abc.abstractmethod
-    def _commit(self) -> None: ...
-
-    @abc.abstractmethod
-    def rollback(self) -> None: ...
+    def outgoing(
+        self, entity: Webhook | Delivery | Notification, event: Any
+    ) -> tuple[Message, str]:
+        return to_payload(event)
 
 
 class _SessionBound(UnitOfWork):

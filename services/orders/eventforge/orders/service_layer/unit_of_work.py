@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import abc
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from google.protobuf.message import Message
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,50 +13,18 @@ from eventforge.orders.domain.model import Order
 from eventforge.orders.service_layer.events import to_payload
 from eventforge.orders.service_layer.ports import Catalog, IdempotencyKeys, OrderRepository
 from eventforge.runtime.messaging.outbox import record_event
+from eventforge.runtime.unit_of_work import EventUnitOfWork
 
 
-class UnitOfWork(abc.ABC):
+class UnitOfWork(EventUnitOfWork[Order]):
     """Rolls back unless committed; `commit` also records the events of the orders it saw."""
 
     orders: OrderRepository
     catalog: Catalog
     idempotency: IdempotencyKeys
 
-    def __init__(self) -> None:
-        self.seen: list[Order] = []
-
-    def __enter__(self) -> Self:
-        self.seen = []
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.rollback()
-
-    def track(self, order: Order) -> Order:
-        """Remember an order so its new events are published when the unit commits."""
-        self.seen.append(order)
-        return order
-
-    def commit(self) -> None:
-        for order in self.seen:
-            while order.events:
-                self.record(to_payload(order.events.pop(0), order), subject=order.order_id)
-        self._commit()
-
-    @abc.abstractmethod
-    def record(self, payload: Message, *, subject: str) -> None:
-        """Add an event to the outbox of this unit of work."""
-
-    @abc.abstractmethod
-    def _commit(self) -> None: ...
-
-    @abc.abstractmethod
-    def rollback(self) -> None: ...
+    def outgoing(self, entity: Order, event: Any) -> tuple[Message, str]:
+        return to_payload(event, entity), entity.order_id
 
 
 class SqlUnitOfWork(UnitOfWork):

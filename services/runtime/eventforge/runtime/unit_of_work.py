@@ -1,0 +1,64 @@
+"""The unit of work of every service's use cases: one transaction, and the events of the
+entities it saw recorded in the outbox within it (`commit`), or nothing at all (`rollback`)."""
+
+from __future__ import annotations
+
+import abc
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+from google.protobuf.message import Message
+
+
+class HasEvents(Protocol):
+    """An entity that collects the domain events of its changes until they are recorded."""
+
+    events: list[Any]
+
+
+Entity = TypeVar("Entity", bound=HasEvents)
+
+
+class EventUnitOfWork(abc.ABC, Generic[Entity]):
+    """Rolls back unless committed; `commit` also records the events of the entities it saw."""
+
+    def __init__(self) -> None:
+        self.seen: list[Entity] = []
+
+    def __enter__(self) -> Self:
+        self.seen = []
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
+
+    def track(self, entity: Entity) -> Entity:
+        """Remember an entity so its new events are recorded when the unit commits."""
+        self.seen.append(entity)
+        return entity
+
+    def commit(self) -> None:
+        for entity in self.seen:
+            while entity.events:
+                payload, subject = self.outgoing(entity, entity.events.pop(0))
+                self.record(payload, subject=subject)
+        self._commit()
+
+    @abc.abstractmethod
+    def outgoing(self, entity: Entity, event: Any) -> tuple[Message, str]:
+        """The event's message for the outbox, and its subject (the entity's id)."""
+
+    @abc.abstractmethod
+    def record(self, payload: Message, *, subject: str) -> None:
+        """Add an event to the outbox of this unit of work."""
+
+    @abc.abstractmethod
+    def _commit(self) -> None: ...
+
+    @abc.abstractmethod
+    def rollback(self) -> None: ...
