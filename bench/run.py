@@ -37,9 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from bench import messaging, procs, report
-from bench.environment import Workspace, workspace
+from bench.environment import ADMIN_URL, in_process_settings
 from bench.stack import NoopServer, Stack
 from eventforge.cli.load import LatencySummary, LoadResult, LoadSpec, run_load
+from harness.workspace import Workspace, workspace
 
 HERE = Path(__file__).resolve().parent
 
@@ -97,8 +98,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def backbone_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> None:
     from eventforge.runtime.telemetry import configure_telemetry, read_span_file
 
-    telemetry = configure_telemetry("bench", ws.settings)
-    backbone = messaging.Backbone(ws.settings, telemetry.tracer)
+    settings = in_process_settings(ws)
+    telemetry = configure_telemetry("bench", settings)
+    backbone = messaging.Backbone(settings, telemetry.tracer)
     try:
         # Warm the emulator and the database up (first calls are slow); not measured.
         messaging.relay_pair(backbone, 20)
@@ -107,7 +109,7 @@ def backbone_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> N
         _consumer(backbone, args, out)
         _e2e(backbone, args, out)
         telemetry.force_flush()
-        spans = read_span_file(ws.settings.spans_path)
+        spans = read_span_file(settings.spans_path)
         out.figures["e2e_breakdown_ms"] = messaging.e2e_breakdown(spans, out.committed_ns)
         log(f"e2e legs (median ms): {out.figures['e2e_breakdown_ms']}")
     finally:
@@ -340,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     out = Collected()
-    with workspace(keep=args.keep) as ws:
+    with workspace("bench", admin=ADMIN_URL, keep=args.keep) as ws:
         log(f"workspace {ws.root}, database {ws.database_name}, emulator {ws.emulator.url}")
         if args.only in (None, "backbone"):
             backbone_phase(ws, args, out)

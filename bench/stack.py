@@ -18,8 +18,8 @@ from typing import IO
 import psycopg
 
 from bench import procs
-from bench.environment import admin_dsn
 from eventforge.runtime.emulator import free_port
+from harness.workspace import dsn
 
 _READY = re.compile(r"^ready in ([0-9.]+)s")
 
@@ -112,7 +112,7 @@ class Stack:
 
     def backlog(self) -> dict[str, int]:
         """How far orders' asynchronous side lags: unpublished outbox rows, orders still PENDING."""
-        with psycopg.connect(admin_dsn(self.database_url), connect_timeout=5) as connection:
+        with psycopg.connect(dsn(self.database_url), connect_timeout=5) as connection:
             row = connection.execute(
                 "SELECT (SELECT count(*) FROM orders.outbox WHERE published_at IS NULL),"
                 " (SELECT count(*) FROM orders.orders WHERE status = 'PENDING'),"

@@ -22,12 +22,12 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chaos.environment import Workspace
 from chaos.proxy import TcpProxy
 from chaos.stack import NOT_SERVING, SERVING, Stack, health_status
 from eventforge.runtime import aws
 from eventforge.runtime.settings import SERVICES, ServiceName
 from eventforge.topology import EVENT_TYPE_ATTRIBUTE, TOPOLOGY
+from harness.workspace import Workspace
 
 POISON_MARKER = "chaos-poison-"
 POISON_PER_QUEUE = 2

@@ -1,6 +1,6 @@
 """`make chaos`: the whole stack under steady load while its parts fail, then a reckoning.
 
-1. set up (`chaos.environment`): a temp dir, a fresh PostgreSQL database with a random name,
+1. set up (`harness.workspace`): a temp dir, a fresh PostgreSQL database with a random name,
    an AWS emulator on a free port; the stack (`chaos.stack`) — every service's api, worker and
    relay on free ports, reaching PostgreSQL through a TCP proxy the run controls; a webhook
    receiver on loopback registered with the notifier;
@@ -36,7 +36,6 @@ from sqlalchemy.engine import make_url
 
 from chaos import collect
 from chaos.check import DELIVERED_EVENTS, Verdict, judge
-from chaos.environment import ADMIN_URL, Workspace, workspace
 from chaos.faults import KINDS, Faults, Plan
 from chaos.load import OrderLoad, UploadLoad, call_with_retries
 from chaos.proxy import TcpProxy
@@ -44,6 +43,7 @@ from chaos.receiver import WebhookReceiver
 from chaos.stack import Stack
 from eventforge.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from eventforge.runtime.emulator import EmulatorError
+from harness.workspace import Workspace, admin_url, workspace
 
 PROGRESS_SECONDS = 10.0
 
@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     outcome = Outcome()
     try:
-        with workspace(keep=args.keep, admin_url=ADMIN_URL) as ws:
+        admin = admin_url("EVENTFORGE_CHAOS_POSTGRES")
+        with workspace("chaos", admin=admin, keep=args.keep) as ws:
             _in_workspace(args, seed, clock, ws, outcome)
     except (psycopg.Error, EmulatorError, OSError) as error:
         outcome.failures.append(f"setting up or cleaning up: {type(error).__name__}: {error}")

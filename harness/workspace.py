@@ -1,7 +1,7 @@
-"""What a chaos run owns: a temp dir, a fresh PostgreSQL database and an AWS emulator.
+"""What a benchmark or chaos run owns: a temp dir, a fresh PostgreSQL database, an AWS emulator.
 
 Everything is on loopback and removed at the end (the database dropped, the emulator stopped,
-the temp dir deleted) unless `keep` is set.
+the temp dir deleted, the process's AWS variables restored) unless `keep` is set.
 """
 
 from __future__ import annotations
@@ -21,12 +21,7 @@ from sqlalchemy.engine import make_url
 
 from eventforge.runtime.emulator import Emulator, free_port
 
-ADMIN_URL = os.environ.get(
-    "EVENTFORGE_CHAOS_POSTGRES",
-    os.environ.get("EVENTFORGE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"),
-)
-"""An administrative PostgreSQL URL: the run creates (and drops) its database there."""
-
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REGION = "us-east-1"
 
 _AWS_VARIABLES = (
@@ -40,6 +35,12 @@ _AWS_VARIABLES = (
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
 )
+
+
+def admin_url(variable: str) -> str:
+    """The administrative PostgreSQL URL a run creates (and drops) its database on:
+    `variable`, else EVENTFORGE_TEST_POSTGRES, else the local server."""
+    return os.environ.get(variable, os.environ.get("EVENTFORGE_TEST_POSTGRES", DEFAULT_ADMIN_URL))
 
 
 def dsn(url: str) -> str:
@@ -58,7 +59,7 @@ class Workspace:
     root: Path
     database_name: str
     database_url: str
-    """SQLAlchemy URL of the run's database, direct (not through the outage proxy)."""
+    """SQLAlchemy URL of the run's database."""
     emulator: Emulator
 
     @property
@@ -89,36 +90,37 @@ def isolate_aws_environment(root: Path) -> None:
     )
 
 
-def create_database(admin_url: str) -> tuple[str, str]:
+def create_database(admin: str, kind: str) -> tuple[str, str]:
     """A new, empty database with a random name: (name, SQLAlchemy URL)."""
-    name = f"eventforge_chaos_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(dsn(admin_url), autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(admin_url).set(drivername="postgresql+psycopg", database=name)
+    name = f"eventforge_{kind}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn(admin), autocommit=True, connect_timeout=5) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(admin).set(drivername="postgresql+psycopg", database=name)
     return name, url.render_as_string(hide_password=False)
 
 
-def drop_database(name: str, admin_url: str) -> None:
-    with psycopg.connect(dsn(admin_url), autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def drop_database(name: str, admin: str) -> None:
+    with psycopg.connect(dsn(admin), autocommit=True, connect_timeout=5) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
-def workspace(*, keep: bool = False, admin_url: str = ADMIN_URL) -> Iterator[Workspace]:
-    """Create the run's resources, yield them, and remove them whatever happens."""
-    if not is_loopback(make_url(admin_url).host):
-        raise SystemExit(f"chaos runs on loopback only; {make_url(admin_url).host} is not")
-    root = Path(tempfile.mkdtemp(prefix="eventforge-chaos-"))
+def workspace(kind: str, *, admin: str, keep: bool = False) -> Iterator[Workspace]:
+    """Create a `kind` run's resources, yield them, and remove them whatever happens."""
+    host = make_url(admin).host
+    if not is_loopback(host):
+        raise SystemExit(f"{kind} runs on loopback only; {host} is not")
+    root = Path(tempfile.mkdtemp(prefix=f"eventforge-{kind}-"))
     saved = dict(os.environ)
     isolate_aws_environment(root)
-    database_name, database_url = create_database(admin_url)
+    database_name, database_url = create_database(admin, kind)
     emulator = Emulator(free_port(), log_path=root / "logs" / "emulator.log")
     try:
         emulator.start()
         yield Workspace(root, database_name, database_url, emulator)
     finally:
         emulator.stop()
-        drop_database(database_name, admin_url)
+        drop_database(database_name, admin)
         os.environ.clear()
         os.environ.update(saved)
         if keep:
