@@ -6,8 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -44,6 +42,26 @@ _SCALARS = (
 )
 
 
+# The statements of the hot paths are built once and executed with parameters: building one per
+# call (and generating its cache key) cost more CPU than the round trip it makes.
+_INSERT_ORDER = sa.insert(orders)
+_INSERT_LINES = sa.insert(order_lines)
+_PRODUCTS = sa.select(products).where(products.c.sku.in_(sa.bindparam("skus", expanding=True)))
+# ON CONFLICT DO NOTHING: no savepoint round trips, and a concurrent claim of the same key
+# waits for the first to commit (or roll back) before it decides. Plain SQL because
+# SQLAlchemy cannot cache a compiled ON CONFLICT construct; PostgreSQL and SQLite agree on it.
+_CLAIM_KEY = sa.text(
+    "INSERT INTO idempotency_keys"
+    " (customer_id, idempotency_key, request_hash, order_id, created_at)"
+    " VALUES (:customer_id, :idempotency_key, :request_hash, :order_id, :created_at)"
+    " ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING order_id"
+).bindparams(sa.bindparam("created_at", type_=idempotency_keys.c.created_at.type))
+_CLAIMED_KEY = sa.select(idempotency_keys.c.order_id, idempotency_keys.c.request_hash).where(
+    idempotency_keys.c.customer_id == sa.bindparam("customer_id"),
+    idempotency_keys.c.idempotency_key == sa.bindparam("idempotency_key"),
+)
+
+
 def utc(moment: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything here is UTC."""
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -59,9 +77,9 @@ class SqlOrders(OrderRepository):
         self.session = session
 
     def add(self, order: Order) -> None:
-        self.session.execute(sa.insert(orders).values(**_row_of(order)))
+        self.session.execute(_INSERT_ORDER, _row_of(order))
         self.session.execute(
-            sa.insert(order_lines),
+            _INSERT_LINES,
             [
                 {
                     "order_id": order.order_id,
@@ -144,10 +162,10 @@ class SqlCatalog(Catalog):
         self.session = session
 
     def products(self, skus: set[str]) -> dict[str, Product]:
-        query = sa.select(products).where(products.c.sku.in_(sorted(skus)))
+        rows = self.session.execute(_PRODUCTS, {"skus": sorted(skus)}).mappings()
         return {
             row["sku"]: Product(row["sku"], row["name"], row["price_minor"], row["currency"])
-            for row in self.session.execute(query).mappings()
+            for row in rows
         }
 
     def reserve(self, order_id: str, lines: list[OrderLine]) -> list[str]:
@@ -211,28 +229,17 @@ class SqlIdempotencyKeys(IdempotencyKeys):
     def claim(
         self, customer_id: str, key: str, request_hash: str, order_id: str
     ) -> IdempotencyRecord | None:
-        # ON CONFLICT DO NOTHING: no savepoint round trips, and a concurrent claim of the same
-        # key waits for the first to commit (or roll back) before it decides.
-        dialect = self.session.get_bind().dialect.name
-        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        params = {"customer_id": customer_id, "idempotency_key": key}
         claimed = self.session.execute(
-            insert(idempotency_keys)
-            .values(
-                customer_id=customer_id,
-                idempotency_key=key,
-                request_hash=request_hash,
-                order_id=order_id,
-                created_at=datetime.now(UTC),
-            )
-            .on_conflict_do_nothing(index_elements=["customer_id", "idempotency_key"])
-            .returning(idempotency_keys.c.order_id)
+            _CLAIM_KEY,
+            {
+                **params,
+                "request_hash": request_hash,
+                "order_id": order_id,
+                "created_at": datetime.now(UTC),
+            },
         ).first()
         if claimed is not None:
             return None
-        row = self.session.execute(
-            sa.select(idempotency_keys.c.order_id, idempotency_keys.c.request_hash).where(
-                idempotency_keys.c.customer_id == customer_id,
-                idempotency_keys.c.idempotency_key == key,
-            )
-        ).one()
+        row = self.session.execute(_CLAIMED_KEY, params).one()
         return IdempotencyRecord(row.order_id, row.request_hash)

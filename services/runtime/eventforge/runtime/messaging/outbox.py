@@ -16,6 +16,10 @@ from eventforge.runtime.messaging.schema import outbox_table
 from eventforge.runtime.settings import ServiceName
 from eventforge.topology import TOPOLOGY
 
+# Built once: constructing the statement per event cost more CPU than executing it.
+_INSERT = insert(outbox_table)
+_NOTIFY = text("SELECT pg_notify(:channel, '')")
+
 
 def notify_channel(service: ServiceName) -> str:
     """The PostgreSQL LISTEN/NOTIFY channel that wakes a service's relays on commit."""
@@ -39,19 +43,18 @@ def record_event(
         payload, source=service, subject=subject, request_id=current_request_id()
     )
     session.execute(
-        insert(outbox_table).values(
-            event_id=envelope.event_id,
-            event_type=envelope.event_type,
-            topic=TOPOLOGY.topic_published_by(service).name,
-            subject=subject,
-            body=encode(envelope),
-            attributes=message_attributes(envelope),
-            request_id=envelope.request_id or None,
-            created_at=datetime.now(UTC),
-        )
+        _INSERT,
+        {
+            "event_id": envelope.event_id,
+            "event_type": envelope.event_type,
+            "topic": TOPOLOGY.topic_published_by(service).name,
+            "subject": subject,
+            "body": encode(envelope),
+            "attributes": message_attributes(envelope),
+            "request_id": envelope.request_id or None,
+            "created_at": datetime.now(UTC),
+        },
     )
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            text("SELECT pg_notify(:channel, '')"), {"channel": notify_channel(service)}
-        )
+        session.execute(_NOTIFY, {"channel": notify_channel(service)})
     return envelope
