@@ -149,7 +149,7 @@ def _short_name(command: str) -> str:
     words = command.split()
     if "serve" in words:
         at = words.index("serve")
-        return "-".join(words[at + 1 : at + 3])
+        return "-".join(words[at + 1 :])
     if words[-1:] == ["up"]:
         return "up (supervisor)"
     return command[:40]

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from eventforge.runtime.certs import create_ca, issue
 from eventforge.runtime.settings import SERVICES
 
 
@@ -29,6 +28,9 @@ from eventforge.runtime.settings import SERVICES
 )
 def certs_command(directory: Path, clients: tuple[str, ...]) -> None:
     """Create a development CA (kept if present) and a certificate for every service and client."""
+    # cryptography costs every process ~10 MB; only this command needs it.
+    from eventforge.runtime.certs import create_ca, issue
+
     ca = create_ca(directory)
     click.echo(f"CA           {ca.cert}")
     for name in (*SERVICES, *clients):

@@ -8,10 +8,13 @@ import importlib.util
 import logging
 import os
 import signal
+import threading
+from collections.abc import Sequence
 
 import click
 
 from eventforge.runtime.settings import SERVICES, ServiceName, Settings
+from eventforge.runtime.signals import stop_on_signals
 
 ROLES = ("api", "worker", "relay")
 SERVICE_ROLES = ("api", "worker")
@@ -28,21 +31,57 @@ def roles_of(service: ServiceName) -> list[str]:
     return [*own, "relay"]
 
 
-def run_role(settings: Settings, service: ServiceName, role: str) -> None:
-    """Run one process role of a service until it is told to stop."""
+def run_role(settings: Settings, service: ServiceName, role: str, stop: threading.Event) -> None:
+    """Run one process role of a service until `stop` is set."""
     if role == "relay":
         from eventforge.runtime.messaging import relay_process
 
-        relay_process.main(settings, service)
+        relay_process.main(settings, service, stop)
     else:
-        importlib.import_module(f"eventforge.{service}.entrypoints.{role}").main(settings)
+        importlib.import_module(f"eventforge.{service}.entrypoints.{role}").main(settings, stop)
+
+
+def run_roles(
+    settings: Settings, service: ServiceName, roles: Sequence[str], stop: threading.Event
+) -> int:
+    """Run roles of a service in this process, a thread each, until `stop` is set.
+
+    A role that fails (or returns before `stop`) stops the others: the process exits with 1 and
+    its supervisor restarts it whole. Returns the exit code.
+    """
+    log = logging.getLogger("eventforge")
+    failed: list[str] = []
+
+    def run(role: str) -> None:
+        try:
+            run_role(settings, service, role, stop)
+            if not stop.is_set():
+                failed.append(role)
+                log.error("%s %s returned before it was told to stop", service, role)
+        except BaseException:
+            failed.append(role)
+            log.exception("%s %s failed; stopping the process", service, role)
+        finally:
+            stop.set()
+
+    threads = [threading.Thread(target=run, args=(role,), name=role) for role in roles]
+    for thread in threads:
+        thread.start()
+    stop.wait()
+    for thread in threads:
+        thread.join()
+    return 1 if failed else 0
 
 
 @click.command("serve")
 @click.argument("service", type=click.Choice(SERVICES))
-@click.argument("role", type=click.Choice(ROLES))
-def serve_command(service: ServiceName, role: str) -> None:
-    """Run one process of a service: its gRPC API, queue worker or outbox relay."""
+@click.argument("roles", nargs=-1, required=True, type=click.Choice(ROLES))
+def serve_command(service: ServiceName, roles: tuple[str, ...]) -> None:
+    """Run a service's gRPC API, queue worker or outbox relay (or several of them in one process).
+
+    Each role is its own process in the cloud, so that it scales on its own; locally
+    `eventforge up` runs all three of a service in one process (`serve orders api worker relay`).
+    """
     from eventforge.runtime.logs import configure_logging
     from eventforge.runtime.telemetry import configure_telemetry
 
@@ -50,12 +89,17 @@ def serve_command(service: ServiceName, role: str) -> None:
     configure_logging(service, settings.log_level)
     # `kill -USR1 <pid>` prints every thread's stack to stderr: what a stuck process is doing.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    stop = stop_on_signals()
     telemetry = configure_telemetry(service, settings)
-    logging.getLogger("eventforge").info("starting %s %s (pid %d)", service, role, os.getpid())
+    roles = tuple(dict.fromkeys(roles))
+    logging.getLogger("eventforge").info(
+        "starting %s %s (pid %d)", service, " ".join(roles), os.getpid()
+    )
     try:
-        run_role(settings, service, role)
+        code = run_roles(settings, service, roles, stop)
     finally:
         telemetry.shutdown()
+    raise SystemExit(code)
 
 
 @click.command("migrate")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 
 import click
@@ -17,10 +18,7 @@ from eventforge.cli.stack import roles_of
 from eventforge.cli.supervisor import Supervisor, child_environment, python_command
 from eventforge.runtime.emulator import Emulator
 from eventforge.runtime.grpc.tls import Identity
-from eventforge.runtime.migrations import migrate
-from eventforge.runtime.provision import provision
 from eventforge.runtime.settings import SERVICES, ServiceName, Settings
-from eventforge.topology import TOPOLOGY
 
 LOCAL_WAIT_SECONDS = 2
 
@@ -49,6 +47,21 @@ def wait_serving(settings: Settings, service: ServiceName, deadline: float) -> b
     return False
 
 
+def run_step(name: str, env: dict[str, str], log_path: Path) -> None:
+    """Run a one-off `eventforge` command (migrate, provision) in a child process.
+
+    The children hold SQLAlchemy, alembic and boto3 only while they run, so the supervisor
+    itself stays small; raises RuntimeError with the step's output if it fails.
+    """
+    with log_path.open("wb") as log:
+        code = subprocess.call(
+            python_command(name), env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+    if code != 0:
+        output = log_path.read_text(errors="replace").strip().splitlines()[-20:]
+        raise RuntimeError(f"eventforge {name} failed (exit code {code}):\n" + "\n".join(output))
+
+
 def run_stack(settings: Settings, timeout: float) -> int:
     """Start everything, wait for SERVING, supervise until SIGINT/SIGTERM; return an exit code."""
     started = time.monotonic()
@@ -66,7 +79,7 @@ def run_stack(settings: Settings, timeout: float) -> int:
     overrides: dict[str, str] = {}
     if not settings.aws_endpoint_url:
         emulator = Emulator(settings.emulator_port, log_path=logs_dir / "emulator.log")
-        # It starts while the databases migrate and the APIs start; provisioning waits for it.
+        # It starts while the databases migrate and the services start; provisioning waits.
         emulator.launch()
         overrides = {"AWS_ENDPOINT_URL": emulator.url}
         overrides.update({k: "testing" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
@@ -78,27 +91,30 @@ def run_stack(settings: Settings, timeout: float) -> int:
         "EVENTFORGE_WORKER_WAIT_SECONDS",
         os.environ.get("EVENTFORGE_WORKER_WAIT_SECONDS", str(LOCAL_WAIT_SECONDS)),
     )
-    supervisor = Supervisor(child_environment(**overrides))
-
-    def spawn(roles: Callable[[str], bool]) -> None:
-        for service in SERVICES:
-            for role in filter(roles, roles_of(service)):
-                name = f"{service}-{role}"
-                supervisor.spawn(
-                    name, python_command("serve", service, role), logs_dir / f"{name}.log"
-                )
+    # glibc gives every thread that allocates its own malloc arena (up to 8 per core), which
+    # a service's dozens of threads turn into idle, resident memory; two are plenty here.
+    overrides.setdefault("MALLOC_ARENA_MAX", os.environ.get("MALLOC_ARENA_MAX", "2"))
+    env = child_environment(**overrides)
+    supervisor = Supervisor(env)
 
     try:
-        for service in SERVICES:
-            migrate(settings, service)
+        run_step("migrate", env, logs_dir / "migrate.log")
         click.echo(
             f"database          {settings.database_url or f'SQLite in {settings.data_dir}/'}"
         )
-        # The APIs need only their databases; workers and relays need the topology too.
-        spawn(lambda role: role == "api")
+        # One process per service runs its api, worker and relay: locally the roles need not
+        # scale apart, and one interpreter per service instead of one per role saves the
+        # memory and start-up time of six. A worker that starts before the topology exists
+        # waits for its queues; a relay retries publishing.
+        for service in SERVICES:
+            supervisor.spawn(
+                service,
+                python_command("serve", service, *roles_of(service)),
+                logs_dir / f"{service}.log",
+            )
         if emulator:
             emulator.wait_ready()
-        provision(settings, TOPOLOGY)
+        run_step("provision", env, logs_dir / "provision.log")
         click.echo(f"topology          provisioned (prefix {settings.name_prefix!r})")
         deadline = time.monotonic() + timeout
         for service in SERVICES:
@@ -110,10 +126,7 @@ def run_stack(settings: Settings, timeout: float) -> int:
                     click.echo(f"{service} did not become SERVING on {address}", err=True)
                     return 1
             click.echo(f"{service:<17} grpc://{address}  SERVING")
-        # Started once the APIs serve, so that their start does not share the CPU with six
-        # more interpreters; the events written meanwhile wait in the outboxes and queues.
-        spawn(lambda role: role != "api")
-        click.echo("workers, relays   started")
+        click.echo("workers, relays   started (in each service's process)")
         click.echo(f"spans             {settings.spans_path}")
         click.echo(f"logs              {logs_dir}/")
         click.echo(f"ready in {time.monotonic() - started:.1f}s; Ctrl-C stops everything")

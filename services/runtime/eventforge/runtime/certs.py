@@ -12,7 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-CA_NAME = "ca"
+from eventforge.runtime.grpc.tls import CA_NAME
+
 VALIDITY = dt.timedelta(days=365)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 
 from eventforge.files.bootstrap import FilesApp, bootstrap
@@ -60,7 +62,7 @@ class FilesServicer(files_pb2_grpc.FilesServiceServicer):
         )
 
 
-def main(settings: Settings) -> None:
+def main(settings: Settings, stop: threading.Event) -> None:
     """Serve FilesService until told to stop."""
     app = bootstrap(settings)
     servicer = FilesServicer(app)
@@ -70,5 +72,6 @@ def main(settings: Settings) -> None:
         lambda server: files_pb2_grpc.add_FilesServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
         probe=lambda: ping(app.engine),
+        stop=stop,
         identity="files",
     )

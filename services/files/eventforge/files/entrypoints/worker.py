@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy.orm import Session
 
 from eventforge.events.v1 import events_pb2
@@ -69,6 +71,6 @@ def worker(settings: Settings) -> Worker:
     )
 
 
-def main(settings: Settings) -> None:
+def main(settings: Settings, stop: threading.Event) -> None:
     """Consume the files queues until told to stop."""
-    run_worker(settings, "files", worker(settings))
+    run_worker(settings, "files", worker(settings), stop)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 
 from eventforge.notifier.bootstrap import NotifierApp, bootstrap
@@ -88,7 +90,7 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
         )
 
 
-def main(settings: Settings) -> None:
+def main(settings: Settings, stop: threading.Event) -> None:
     """Serve NotifierService until told to stop."""
     app = bootstrap(settings)
     servicer = NotifierServicer(app)
@@ -98,5 +100,6 @@ def main(settings: Settings) -> None:
         lambda server: notifier_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
         probe=lambda: ping(app.engine),
+        stop=stop,
         identity="notifier",
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from sqlalchemy.orm import Session
 
 from eventforge.notifier.bootstrap import NotifierApp, bootstrap
@@ -63,6 +65,6 @@ def worker(settings: Settings) -> Worker:
     )
 
 
-def main(settings: Settings) -> None:
+def main(settings: Settings, stop: threading.Event) -> None:
     """Consume the notifier's queues and dispatch until told to stop."""
-    run_worker(settings, "notifier", worker(settings))
+    run_worker(settings, "notifier", worker(settings), stop)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 
 from eventforge.files.v1 import files_pb2
@@ -90,7 +92,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         )
 
 
-def main(settings: Settings) -> None:
+def main(settings: Settings, stop: threading.Event) -> None:
     """Serve OrdersService until told to stop."""
     app = bootstrap(settings)
     servicer = OrdersServicer(app)
@@ -100,5 +102,6 @@ def main(settings: Settings) -> None:
         lambda server: orders_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, server),
         [SERVICE_NAME],
         probe=lambda: ping(app.engine),
+        stop=stop,
         identity="orders",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -46,6 +47,6 @@ def worker(settings: Settings) -> Worker:
     )
 
 
-def main(settings: Settings) -> None:
+def main(settings: Settings, stop: threading.Event) -> None:
     """Consume the orders queue until told to stop."""
-    run_worker(settings, "orders", worker(settings))
+    run_worker(settings, "orders", worker(settings), stop)

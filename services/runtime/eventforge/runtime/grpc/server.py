@@ -21,7 +21,6 @@ from eventforge.runtime.grpc.interceptors import (
 )
 from eventforge.runtime.grpc.tls import Identity
 from eventforge.runtime.settings import Settings
-from eventforge.runtime.signals import stop_on_signals
 from eventforge.runtime.telemetry import grpc_server_interceptor
 
 log = logging.getLogger("eventforge.grpc")
@@ -152,9 +151,9 @@ def start_server(
     return running
 
 
-def run_until_signalled(running: ServiceServer, grace: float) -> None:
-    """Block until SIGTERM or SIGINT, then stop gracefully."""
-    stop_on_signals().wait()
+def run_until(running: ServiceServer, stop: threading.Event, grace: float) -> None:
+    """Block until `stop` is set (SIGTERM or SIGINT in a served process), then stop gracefully."""
+    stop.wait()
     running.stop(grace)
     log.info("stopped")
 
@@ -166,8 +165,9 @@ def serve(
     service_names: Sequence[str],
     probe: Callable[[], bool] | None = None,
     *,
+    stop: threading.Event,
     identity: str | None = None,
 ) -> None:
-    """Run a server until SIGTERM/SIGINT: the body of every service's API entrypoint."""
+    """Run a server until `stop` is set: the body of every service's API entrypoint."""
     running = start_server(settings, address, register, service_names, probe, identity=identity)
-    run_until_signalled(running, settings.grpc_grace_seconds)
+    run_until(running, stop, settings.grpc_grace_seconds)

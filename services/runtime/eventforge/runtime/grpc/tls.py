@@ -12,10 +12,11 @@ from pathlib import Path
 
 import grpc
 
-from eventforge.runtime.certs import CA_NAME
 from eventforge.runtime.settings import Settings
 
 BUNDLE_KEYS = ("name", "ca", "cert", "key")
+CA_NAME = "ca"
+"""File stem of the CA certificate in TLS_DIR (`ca.pem`)."""
 
 
 @dataclass(frozen=True)

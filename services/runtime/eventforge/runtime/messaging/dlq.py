@@ -76,7 +76,7 @@ def find_queue(names: ResolvedTopology, name: str) -> ResolvedQueue:
 
 def cloudwatch(settings: Settings) -> Any:
     """A CloudWatch client configured like the other AWS clients (for queue ages only)."""
-    return aws._session(settings).client("cloudwatch", **aws._options(settings))
+    return aws.cloudwatch(settings)
 
 
 def queue_url(sqs: SQSClient, physical_name: str) -> str:

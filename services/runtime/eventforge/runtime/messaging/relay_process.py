@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from opentelemetry import trace
 
 from eventforge.runtime import aws
@@ -10,14 +12,12 @@ from eventforge.runtime.messaging.outbox import notify_channel
 from eventforge.runtime.messaging.relay import OutboxRelay, run_relay
 from eventforge.runtime.messaging.wakeup import commit_waiter
 from eventforge.runtime.settings import ServiceName, Settings
-from eventforge.runtime.signals import stop_on_signals
 from eventforge.runtime.telemetry import instrument_engine
 from eventforge.topology import TOPOLOGY
 
 
-def main(settings: Settings, service: ServiceName) -> None:
-    """Publish the service's outbox until SIGTERM/SIGINT."""
-    stop = stop_on_signals()
+def main(settings: Settings, service: ServiceName, stop: threading.Event) -> None:
+    """Publish the service's outbox until `stop` is set."""
     engine = create_service_engine(settings, service, pool_size=2)
     instrument_engine(engine)
     topic = TOPOLOGY.topic_published_by(service).name

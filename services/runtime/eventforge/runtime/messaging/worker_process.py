@@ -7,16 +7,25 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from sqlalchemy import Engine
 
 from eventforge.runtime import aws
 from eventforge.runtime.db import ping
-from eventforge.runtime.messaging.consumer import Consumer, ConsumerOptions, service_queues
+from eventforge.runtime.messaging.consumer import (
+    Consumer,
+    ConsumerOptions,
+    QueueRef,
+    service_queues,
+)
 from eventforge.runtime.messaging.processing import Handler, HandlerRegistry, purge_inbox
+from eventforge.runtime.messaging.relay import BROKER_ERRORS, Backoff
 from eventforge.runtime.settings import ServiceName, Settings
-from eventforge.runtime.signals import stop_on_signals
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 log = logging.getLogger("eventforge.worker")
 
@@ -85,11 +94,33 @@ def run_periodic(tasks: Sequence[Periodic], stop: threading.Event) -> None:
                 log.exception("periodic task %s failed", task.name)
 
 
-def run_worker(settings: Settings, service: ServiceName, worker: Worker) -> None:
-    """Consume the service's queues with the worker's handlers until SIGTERM/SIGINT."""
-    stop = stop_on_signals()
+def resolve_queues(
+    sqs: SQSClient, service: ServiceName, settings: Settings, stop: threading.Event
+) -> list[QueueRef]:
+    """The service's queues, waiting (with backoff) while they do not exist or cannot be reached:
+    a worker may start before the topology is provisioned or while the broker is away."""
+    backoff = Backoff(cap=5.0)
+    while True:
+        try:
+            return service_queues(sqs, service, settings.name_prefix)
+        except BROKER_ERRORS as error:
+            delay = backoff.next_delay()
+            log.warning(
+                "queues of %s not reachable yet (%s); retrying in %.1fs", service, error, delay
+            )
+            if stop.wait(delay):
+                return []
+
+
+def run_worker(
+    settings: Settings, service: ServiceName, worker: Worker, stop: threading.Event
+) -> None:
+    """Consume the service's queues with the worker's handlers until `stop` is set."""
     sqs = aws.sqs(settings)
-    queues = service_queues(sqs, service, settings.name_prefix)
+    queues = resolve_queues(sqs, service, settings, stop)
+    if not queues:
+        worker.close()
+        return
     consumer = Consumer(
         sqs,
         queues,
