@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, bindparam, delete, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -29,6 +29,26 @@ log = logging.getLogger("eventforge.relay")
 
 SNS_BATCH_LIMIT = 10
 BROKER_ERRORS = (BotoCoreError, ClientError)
+
+
+# The relay's statements, built once and executed with parameters.
+_UNPUBLISHED = (
+    select(outbox)
+    .where(outbox.c.published_at.is_(None))
+    .order_by(outbox.c.id)
+    .limit(bindparam("limit"))
+)
+_UNPUBLISHED_LOCKED = _UNPUBLISHED.with_for_update(skip_locked=True)
+_MARK_PUBLISHED = (
+    update(outbox)
+    .where(outbox.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("now"), attempts=outbox.c.attempts + 1, last_error=None)
+)
+_MARK_FAILED = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("id"))
+    .values(attempts=outbox.c.attempts + 1, last_error=bindparam("error"))
+)
 
 
 @dataclass(frozen=True)
@@ -62,32 +82,17 @@ class OutboxRelay:
 
         Broker errors propagate after the transaction rolls back, so the rows stay unpublished.
         """
-        query = (
-            select(outbox)
-            .where(outbox.c.published_at.is_(None))
-            .order_by(outbox.c.id)
-            .limit(self.batch_size)
-        )
-        if is_postgres(self.engine):
-            query = query.with_for_update(skip_locked=True)
+        query = _UNPUBLISHED_LOCKED if is_postgres(self.engine) else _UNPUBLISHED
         with self.engine.begin() as connection:
-            rows = connection.execute(query).mappings().all()
+            rows = connection.execute(query, {"limit": self.batch_size}).mappings().all()
             if not rows:
                 return 0
             published, failed = self._publish(rows)
             now = datetime.now(UTC)
             if published:
-                connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(published))
-                    .values(published_at=now, attempts=outbox.c.attempts + 1, last_error=None)
-                )
+                connection.execute(_MARK_PUBLISHED, {"ids": published, "now": now})
             for row_id, error in failed.items():
-                connection.execute(
-                    update(outbox)
-                    .where(outbox.c.id == row_id)
-                    .values(attempts=outbox.c.attempts + 1, last_error=error)
-                )
+                connection.execute(_MARK_FAILED, {"id": row_id, "error": error})
         for row_id, error in failed.items():
             log.warning("outbox row %s not published: %s", row_id, error)
         return len(published)
