@@ -158,11 +158,18 @@ def _attributes(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: _json_value(value) for key, value in (attributes or {}).items()}
 
 
+_AS_IS = frozenset((str, int, bool))
+
+
 def _json_value(value: Any) -> Any:
+    # Exact types first: nearly every attribute is a str or an int, and the Sequence check
+    # below (an ABC) is what made serialising a span slow.
+    if type(value) in _AS_IS:
+        return value
     if isinstance(value, bytes):
         return value.decode("utf-8", errors="replace")
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # strict JSON readers reject NaN and Infinity
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)  # strict JSON rejects NaN, Infinity
     if isinstance(value, Sequence) and not isinstance(value, str):
         return [_json_value(item) for item in value]
     return value

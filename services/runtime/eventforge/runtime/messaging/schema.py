@@ -78,3 +78,34 @@ def drop_messaging_tables_v1() -> None:
 
     op.drop_table("inbox")
     op.drop_table("outbox")
+
+
+def create_outbox_notify_trigger_v1(channel: str) -> None:
+    """Migration step (PostgreSQL only): NOTIFY `channel` when a transaction that inserted outbox
+    rows commits, from a statement-level trigger (frozen; never edit).
+
+    The relays LISTEN on the channel. A trigger instead of a `pg_notify` call from the writer
+    saves every outbox write a round trip, and wakes the relays whoever writes the row.
+    """
+    from alembic import op
+
+    if op.get_bind().dialect.name != "postgresql":
+        return  # elsewhere the relays poll
+    op.execute(
+        "CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN PERFORM pg_notify('{channel}', ''); RETURN NULL; END $$"
+    )
+    op.execute(
+        "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+        "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
+    )
+
+
+def drop_outbox_notify_trigger_v1() -> None:
+    """Migration step: undo `create_outbox_notify_trigger_v1`."""
+    from alembic import op
+
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("DROP TRIGGER IF EXISTS outbox_notify ON outbox")
+    op.execute("DROP FUNCTION IF EXISTS outbox_notify()")
