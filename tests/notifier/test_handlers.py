@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from eventforge.common.v1.money_pb2 import LineItem, Money
 from eventforge.events.v1 import events_pb2
@@ -483,3 +484,45 @@ def test_refused_emails_fail_and_throttled_ones_wait() -> None:
         send_email(n, uow=uow, mailer=FakeMailer(refused), policy=email_policy)
         is NotificationStatus.FAILED
     )
+
+
+class _CommitsFailFirst(FakeUnitOfWork):
+    """A unit of work whose next `failures` commits lose the database connection."""
+
+    failures = 0
+
+    def _commit(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise sa_exc.OperationalError("COMMIT", {}, Exception("connection lost"))
+        super()._commit()
+
+
+def test_a_sent_email_is_recorded_once_the_database_is_back() -> None:
+    uow, mailer = _CommitsFailFirst(), FakeMailer()
+    run_fan_out(uow, confirmed())
+    email_policy = EmailPolicy()
+    [notification] = claim_emails(uow=uow, limit=10, policy=email_policy)
+    uow.failures = 2
+    status = send_email(notification, uow=uow, mailer=mailer, policy=email_policy)
+    assert status is NotificationStatus.SENT
+    assert len(mailer.sent) == 1  # recorded after the outage, not sent again
+    [stored] = uow.notifications.rows.values()
+    assert stored.status is NotificationStatus.SENT
+
+
+def test_an_acknowledged_delivery_is_recorded_once_the_database_is_back() -> None:
+    uow, transport = _CommitsFailFirst(), FakeTransport()
+    hook = register(uow)
+    run_fan_out(uow, confirmed())
+    [due] = claim_deliveries(uow=uow, limit=10, busy={}, per_endpoint=4, lease=timedelta(minutes=1))
+    uow.failures = 2
+    attempt = attempt_delivery(
+        due, uow=uow, transport=transport, resolver=FakeResolver(PUBLIC), policy=policy()
+    )
+    assert attempt is not None
+    assert attempt.succeeded
+    assert len(transport.sent) == 1
+    [delivery] = uow.deliveries.rows.values()
+    assert delivery.status is DeliveryStatus.SUCCEEDED
+    assert delivery.webhook_id == hook.webhook_id

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy import exc as sql_errors
@@ -10,6 +15,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from eventforge.runtime.settings import ServiceName, Settings
+
+log = logging.getLogger("eventforge.db")
+T = TypeVar("T")
+
+RECORD_RETRY_SECONDS = 30.0
+"""How long `retry_while_unavailable` keeps trying: shorter than the notifier's claims (leases)."""
 
 
 def database_url(settings: Settings, service: ServiceName) -> URL:
@@ -84,6 +95,37 @@ def database_unavailable(error: BaseException) -> bool:
     if isinstance(error, sql_errors.DBAPIError):
         return error.connection_invalidated or isinstance(error, sql_errors.OperationalError)
     return isinstance(error, sql_errors.TimeoutError)
+
+
+def retry_while_unavailable(
+    work: Callable[[], T],
+    *,
+    what: str,
+    give_up_after: float = RECORD_RETRY_SECONDS,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """`work()`, retried with backoff while the database is unavailable, for at most
+    `give_up_after` seconds; other errors, and the last one, propagate.
+
+    For recording what already happened outside the database (an email the provider accepted, a
+    webhook the endpoint acknowledged): giving up leaves it to be done again once its claim
+    runs out, so a short outage or a terminated connection must not end the attempt. `work`
+    must be safe to repeat (a commit whose acknowledgement was lost is repeated too).
+    """
+    deadline = clock() + give_up_after
+    delay = 0.2
+    while True:
+        try:
+            return work()
+        except Exception as error:
+            if not database_unavailable(error) or clock() + delay > deadline:
+                raise
+            log.warning(
+                "recording %s: database unavailable (%s); retrying in %.1fs", what, error, delay
+            )
+        sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

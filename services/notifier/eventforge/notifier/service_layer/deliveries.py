@@ -22,6 +22,7 @@ from eventforge.notifier.service_layer.ports import (
 from eventforge.notifier.service_layer.targets import resolve_target
 from eventforge.notifier.service_layer.unit_of_work import UnitOfWork
 from eventforge.notifier.signing import sign
+from eventforge.runtime.db import retry_while_unavailable
 
 log = logging.getLogger("eventforge.notifier.deliveries")
 tracer = trace.get_tracer("eventforge.notifier.deliveries")
@@ -121,7 +122,11 @@ def attempt_delivery(
         if error:
             span.set_status(trace.StatusCode.ERROR, error)
         attempt = DeliveryAttempt(due.attempt_number, status, latency_ms, error, started_at)
-        return record_attempt(due, attempt, uow=uow, policy=policy)
+        # Recording must outlast a database blip: an unrecorded success is POSTed again.
+        return retry_while_unavailable(
+            lambda: record_attempt(due, attempt, uow=uow, policy=policy),
+            what=f"attempt of delivery {due.delivery_id}",
+        )
 
 
 def record_attempt(

@@ -20,6 +20,7 @@ from eventforge.notifier.domain.retry import Backoff
 from eventforge.notifier.service_layer.paging import decode_cursor, page_limit, split_page
 from eventforge.notifier.service_layer.ports import Mailer, MailError, PageCursor
 from eventforge.notifier.service_layer.unit_of_work import UnitOfWork
+from eventforge.runtime.db import retry_while_unavailable
 from eventforge.runtime.errors import Violations
 
 log = logging.getLogger("eventforge.notifier.emails")
@@ -73,7 +74,13 @@ def send_email(
             span.set_status(trace.StatusCode.ERROR, str(error))
             log.warning("email %s not sent: %s", notification.notification_id, error)
             return _record(notification.notification_id, uow, failure=error, policy=policy, now=now)
-        return _record(notification.notification_id, uow, sent=message_id, policy=policy, now=now)
+        # Sent: recording it must outlast a database blip, or the email goes out again.
+        return retry_while_unavailable(
+            lambda: _record(
+                notification.notification_id, uow, sent=message_id, policy=policy, now=now
+            ),
+            what=f"email {notification.notification_id} sent",
+        )
 
 
 def _record(
