@@ -78,3 +78,29 @@ def test_up_serves_every_service_and_ctrl_c_stops_everything(tmp_path: Path) -> 
     assert code == 0, output.read_text()
     assert "stopped" in output.read_text()
     assert _pids_with(marker) == []
+
+
+def test_up_reports_a_failed_migration_and_leaves_nothing_running(tmp_path: Path) -> None:
+    marker = f"EVENTFORGE_TEST_MARKER={tmp_path.name}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DATABASE_URL"))}
+    env.update(
+        {
+            "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere",
+            "EVENTFORGE_DATA_DIR": str(tmp_path / "data"),
+            "EVENTFORGE_EMULATOR_PORT": str(free_port()),
+            "EVENTFORGE_TEST_MARKER": tmp_path.name,
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "eventforge.cli", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "eventforge migrate failed" in done.stderr
+    assert "stopped" in done.stdout
+    assert (tmp_path / "data" / "logs" / "migrate.log").exists()
+    assert _pids_with(marker) == []
