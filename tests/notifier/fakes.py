@@ -105,6 +105,15 @@ class FakeDeliveries(DeliveryRepository):
             found = [d for d in found if (d.created_at, d.delivery_id) < _key(after)]
         return copy.deepcopy(found[:limit])
 
+    def purge_finished(self, *, before: datetime, limit: int) -> int:
+        old = sorted(
+            (d for d in self.rows.values() if d.status.finished and d.created_at < before),
+            key=lambda d: d.created_at,
+        )[:limit]
+        for delivery in old:
+            del self.rows[delivery.delivery_id]
+        return len(old)
+
     def due(self, *, now: datetime, limit: int) -> list[DueDelivery]:
         due = sorted(
             (
@@ -182,6 +191,19 @@ class FakeNotifications(NotificationRepository):
         if after is not None:
             found = [n for n in found if (n.created_at, n.notification_id) < _key(after)]
         return copy.deepcopy(found[:limit])
+
+    def purge_finished(self, *, before: datetime, limit: int) -> int:
+        old = sorted(
+            (
+                n
+                for n in self.rows.values()
+                if n.status is not NotificationStatus.PENDING and n.created_at < before
+            ),
+            key=lambda n: n.created_at,
+        )[:limit]
+        for notification in old:
+            del self.rows[notification.notification_id]
+        return len(old)
 
     def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[Notification]:
         due = [

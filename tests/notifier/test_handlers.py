@@ -32,6 +32,7 @@ from eventforge.notifier.service_layer.notifications import (
     send_email,
 )
 from eventforge.notifier.service_layer.ports import FilesUnavailable, MailError, TransportError
+from eventforge.notifier.service_layer.retention import purge_history
 from eventforge.notifier.signing import verify
 from eventforge.runtime.errors import InvalidArgument, NotFound
 from eventforge.runtime.messaging.envelope import encode, new_envelope
@@ -526,3 +527,47 @@ def test_an_acknowledged_delivery_is_recorded_once_the_database_is_back() -> Non
     [delivery] = uow.deliveries.rows.values()
     assert delivery.status is DeliveryStatus.SUCCEEDED
     assert delivery.webhook_id == hook.webhook_id
+
+
+# Retention ---------------------------------------------------------------------------------
+
+
+def test_history_retention_deletes_only_old_finished_deliveries_and_emails() -> None:
+    uow, transport, resolver = FakeUnitOfWork(), FakeTransport(), FakeResolver(PUBLIC)
+    register(uow)
+    run_fan_out(uow, confirmed("old@example.com"))
+    deliver_due(uow, transport, resolver)  # the old delivery succeeds
+    email_policy = EmailPolicy()
+    for notification in claim_emails(uow=uow, limit=10, policy=email_policy):
+        send_email(notification, uow=uow, mailer=FakeMailer(), policy=email_policy)
+    run_fan_out(
+        uow,
+        new_envelope(
+            events_pb2.OrderFailed(
+                order_id="o-2", customer_email="x@example.com", reason="declined"
+            ),
+            source="orders",
+            subject="o-2",
+        ),
+    )
+    run_fan_out(uow, confirmed("new@example.com"))  # pending, and recent
+    old = datetime.now(UTC) - timedelta(days=40)
+    for delivery in uow.deliveries.rows.values():
+        if delivery.status is DeliveryStatus.SUCCEEDED:
+            delivery.created_at = old
+    for notification in uow.notifications.rows.values():
+        if notification.status is NotificationStatus.SENT:
+            notification.created_at = old
+    pending_email = next(
+        n for n in uow.notifications.rows.values() if n.status is NotificationStatus.PENDING
+    )
+    pending_email.created_at = old  # old but never sent: kept
+
+    purged = purge_history(uow=uow, older_than=timedelta(days=30), batch=1)
+
+    assert purged == 2  # the delivered webhook and the sent email, one batch of one each
+    assert all(d.status is not DeliveryStatus.SUCCEEDED for d in uow.deliveries.rows.values())
+    statuses = sorted(n.status.value for n in uow.notifications.rows.values())
+    assert NotificationStatus.SENT.value not in statuses
+    assert pending_email.notification_id in uow.notifications.rows
+    assert purge_history(uow=uow, older_than=timedelta(days=30)) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -184,3 +184,65 @@ def test_concurrent_claims_never_share_a_delivery(
         thread.join()
     every = [delivery_id for batch in claimed for delivery_id in batch]
     assert len(every) == len(set(every)) >= 10
+
+
+def test_retention_deletes_old_finished_rows_with_their_attempts(
+    sessions: sessionmaker[Session], uow: SqlUnitOfWork
+) -> None:
+    ok_id = register(uow)
+    retrying_id = register(uow, "https://other.example.com/in")
+    envelope = confirmed()
+    consume(sessions, envelope)
+    transport = FakeTransport(statuses={"other.example.com": 503})
+    for claim in [d for d in claim_all(uow) if d.webhook_id in (ok_id, retrying_id)]:
+        attempt_delivery(
+            claim, uow=uow, transport=transport, resolver=FakeResolver(PUBLIC), policy=policy()
+        )
+    mailer = EmailPolicy()
+    [email] = [
+        n
+        for n in claim_emails(uow=uow, limit=100, policy=mailer)
+        if n.event_id == envelope.event_id
+    ]
+    send_email(email, uow=uow, mailer=FakeMailer(), policy=mailer)
+    # Other tests share the PostgreSQL database: only rows dated 2000 are purged here.
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)
+    with sessions() as session, session.begin():
+        for table in ("deliveries", "notifications"):
+            session.execute(
+                sa.text(f"UPDATE {table} SET created_at = :at WHERE event_id = :event"),
+                {"at": long_ago, "event": envelope.event_id},
+            )
+    before = long_ago + timedelta(days=1)
+    with uow:
+        assert uow.deliveries.purge_finished(before=before, limit=100) == 1
+        assert uow.notifications.purge_finished(before=before, limit=100) == 1
+        uow.commit()
+    with sessions() as session:
+        left = session.execute(
+            sa.text("SELECT webhook_id, status FROM deliveries WHERE event_id = :event"),
+            {"event": envelope.event_id},
+        ).all()
+        attempts = session.execute(
+            sa.text(
+                "SELECT count(*) FROM delivery_attempts a JOIN deliveries d USING (delivery_id)"
+                " WHERE d.event_id = :event"
+            ),
+            {"event": envelope.event_id},
+        ).scalar_one()
+        orphans = session.execute(
+            sa.text(
+                "SELECT count(*) FROM delivery_attempts a"
+                " LEFT JOIN deliveries d USING (delivery_id) WHERE d.delivery_id IS NULL"
+            )
+        ).scalar_one()
+        emails = session.execute(
+            sa.text("SELECT count(*) FROM notifications WHERE event_id = :event"),
+            {"event": envelope.event_id},
+        ).scalar_one()
+    # Endpoints other tests left subscribed got deliveries of this event too (pending: kept).
+    ours = [tuple(row) for row in left if row[0] in (ok_id, retrying_id)]
+    assert ours == [(retrying_id, "RETRYING")]  # unfinished: kept however old
+    assert attempts == 1
+    assert orphans == 0
+    assert emails == 0

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     notifier_dispatch_concurrency: int = Field(
         default=8, ge=1, description="Webhook attempts and emails in flight at once, per worker."
     )
+    notifier_retention_days: int = Field(
+        default=30,
+        ge=16,
+        description="Days finished webhook deliveries and emails are kept; longer than the "
+        "inbox keeps events (15 days), so a redelivered event still finds what it caused.",
+    )
     tls_dir: Path | None = Field(
         default=None,
         description="Directory with ca.pem, <service>.pem and <service>-key.pem: turns on mTLS "

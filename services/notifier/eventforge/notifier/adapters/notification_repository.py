@@ -80,6 +80,23 @@ class SqlNotifications(NotificationRepository):
         ).limit(limit)
         return [self._load(row) for row in self.session.execute(query).mappings()]
 
+    def purge_finished(self, *, before: datetime, limit: int) -> int:
+        old = (
+            sa.select(notifications.c.notification_id)
+            .where(
+                notifications.c.status != NotificationStatus.PENDING.value,
+                notifications.c.created_at < before,
+            )
+            .order_by(notifications.c.created_at)
+            .limit(limit)
+        )
+        ids = list(self.session.scalars(old))
+        if ids:
+            self.session.execute(
+                sa.delete(notifications).where(notifications.c.notification_id.in_(ids))
+            )
+        return len(ids)
+
     def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[Notification]:
         query = (
             sa.select(notifications)

@@ -32,6 +32,7 @@ from eventforge.notifier.service_layer.ports import (
 )
 
 _UNFINISHED = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
+_FINISHED = (DeliveryStatus.SUCCEEDED.value, DeliveryStatus.FAILED.value)
 
 
 def utc(moment: datetime) -> datetime:
@@ -265,6 +266,21 @@ class SqlDeliveries(DeliveryRepository):
                 .where(deliveries.c.delivery_id.in_(list(delivery_ids)))
                 .values(next_attempt_at=until)
             )
+
+    def purge_finished(self, *, before: datetime, limit: int) -> int:
+        old = (
+            sa.select(deliveries.c.delivery_id)
+            .where(deliveries.c.status.in_(_FINISHED), deliveries.c.created_at < before)
+            .order_by(deliveries.c.created_at)
+            .limit(limit)
+        )
+        ids = list(self.session.scalars(old))
+        if ids:
+            self.session.execute(
+                sa.delete(delivery_attempts).where(delivery_attempts.c.delivery_id.in_(ids))
+            )
+            self.session.execute(sa.delete(deliveries).where(deliveries.c.delivery_id.in_(ids)))
+        return len(ids)
 
     def drop_pending(self, webhook_id: str) -> int:
         pending = sa.select(deliveries.c.delivery_id).where(

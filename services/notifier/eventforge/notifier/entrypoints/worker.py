@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from eventforge.notifier.bootstrap import NotifierApp, bootstrap
 from eventforge.notifier.service_layer.dispatcher import Dispatcher
 from eventforge.notifier.service_layer.fan_out import fan_out
+from eventforge.notifier.service_layer.retention import purge_history
 from eventforge.notifier.service_layer.webhooks import deliverable_event_types
 from eventforge.runtime.messaging.messages import IncomingMessage
 from eventforge.runtime.messaging.processing import Handler
@@ -16,6 +18,7 @@ from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_wo
 from eventforge.runtime.settings import Settings
 
 DISPATCH_SECONDS = 0.5
+RETENTION_SECONDS = 3600
 
 
 def handlers(app: NotifierApp) -> dict[str, Handler]:
@@ -52,13 +55,19 @@ def worker(settings: Settings) -> Worker:
     """The notifier consumer: fan-out of events, and the dispatch of what is due."""
     app = bootstrap(settings)
     dispatch = dispatcher(app)
+    keep = timedelta(days=settings.notifier_retention_days)
     return Worker(
         app.engine,
         handlers(app),
         periodic=[
             Periodic(
                 "webhook and email dispatch", DISPATCH_SECONDS, dispatch.run_once, after_batch=True
-            )
+            ),
+            Periodic(
+                "delivery and email retention",
+                RETENTION_SECONDS,
+                lambda: purge_history(uow=app.uow(), older_than=keep),
+            ),
         ],
         close=dispatch.shutdown,
         settle=dispatch.wait_idle,

@@ -92,6 +92,11 @@ class DeliveryRepository(abc.ABC):
         """Push the next attempt of claimed deliveries to `until`, so no one else claims them."""
 
     @abc.abstractmethod
+    def purge_finished(self, *, before: datetime, limit: int) -> int:
+        """Delete up to `limit` finished deliveries (with their attempts) created before
+        `before`, oldest first; how many were deleted."""
+
+    @abc.abstractmethod
     def drop_pending(self, webhook_id: str) -> int:
         """Delete the endpoint's unfinished deliveries; how many."""
 
@@ -114,6 +119,11 @@ class NotificationRepository(abc.ABC):
         self, *, event_id: str, recipient: str, after: PageCursor | None, limit: int
     ) -> list[Notification]:
         """Emails, newest first, filtered by the non-empty arguments."""
+
+    @abc.abstractmethod
+    def purge_finished(self, *, before: datetime, limit: int) -> int:
+        """Delete up to `limit` sent or failed emails created before `before`, oldest first;
+        how many were deleted."""
 
     @abc.abstractmethod
     def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[Notification]:
