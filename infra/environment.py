@@ -53,6 +53,8 @@ def process_environment(
         "AWS_REGION": settings.region,
         "EVENTFORGE_NAME_PREFIX": settings.name_prefix,
         "EVENTFORGE_DATA_DIR": DATA_DIR,
+        # Spans go to OTLP (otelExporterEndpoint); a span file would only fill the task's disk.
+        "EVENTFORGE_SPAN_FILE_ENABLED": "false",
         "OTEL_SERVICE_NAME": f"eventforge-{service}",
         "OTEL_RESOURCE_ATTRIBUTES": (
             f"deployment.environment={settings.stack},service.namespace=eventforge,"

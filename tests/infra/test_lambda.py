@@ -47,6 +47,7 @@ def test_a_lambda_consumer_reads_every_queue_of_its_service_with_partial_batch_r
         assert function.inputs["imageConfig"]["commands"] == [LAMBDA_HANDLER]
         variables = function.inputs["environment"]["variables"]
         assert variables["EVENTFORGE_SERVICE"] == "notifier"
+        assert variables["EVENTFORGE_SPAN_FILE_ENABLED"] == "false"
         assert variables["EVENTFORGE_NAME_PREFIX"] == prefix
         assert "AWS_REGION" not in variables  # reserved: Lambda sets it
         queues = TOPOLOGY.queues_consumed_by("notifier")

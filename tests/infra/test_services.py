@@ -79,6 +79,7 @@ def test_each_process_runs_its_role_from_its_service_image_with_the_runtime_sett
                 assert env["EVENTFORGE_NAME_PREFIX"] == prefix
                 assert env["AWS_REGION"] == settings.region
                 assert env["OTEL_SERVICE_NAME"] == f"eventforge-{service}"
+                assert env["EVENTFORGE_SPAN_FILE_ENABLED"] == "false"
                 sender = env.get("EVENTFORGE_NOTIFIER_EMAIL_SENDER")
                 assert sender == (settings.email_sender if service == "notifier" else None)
                 for other in SERVICES:

@@ -217,6 +217,28 @@ def test_spans_are_exported_over_otlp_when_an_endpoint_is_set(
     assert [r["name"] for r in read_span_file(settings.spans_path)] == ["upload"]
 
 
+def test_without_the_span_file_spans_go_only_to_otlp(
+    otlp_environment: OtlpReceiver, settings: Settings
+) -> None:
+    settings = settings.model_copy(update={"span_file_enabled": False})
+    telemetry = configure_telemetry("orders", settings, set_global=False)
+    try:
+        with telemetry.tracer.start_as_current_span("place"):
+            pass
+        assert telemetry.force_flush()
+    finally:
+        telemetry.shutdown()
+    names = [
+        otlp_span.name
+        for request in otlp_environment.requests
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for otlp_span in scope_spans.spans
+    ]
+    assert names == ["place"]
+    assert not settings.spans_path.exists()
+
+
 def test_context_injected_in_one_context_is_extracted_in_a_fresh_one(
     telemetry: Telemetry,
 ) -> None:

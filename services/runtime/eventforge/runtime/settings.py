@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         default=None,
         description="JSON-lines file of finished spans; defaults to DATA_DIR/spans.jsonl.",
     )
+    span_file_enabled: bool = Field(
+        default=True,
+        description="Whether to append finished spans to the span file; the cloud stacks turn "
+        "it off (spans go to OTLP, and a container's disk must not fill up).",
+    )
     worker_concurrency: int = Field(
         default=4, ge=1, description="Messages a worker processes at once, per queue."
     )

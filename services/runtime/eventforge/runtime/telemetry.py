@@ -233,9 +233,10 @@ def configure_telemetry(service: str, settings: Settings, *, set_global: bool = 
     """Tracing for one process of `service`; `set_global=False` leaves process state alone."""
     provider = TracerProvider(resource=service_resource(service))
     provider.add_span_processor(BaggageSpanProcessor(lambda key: key == REQUEST_ID_KEY))
-    provider.add_span_processor(
-        BatchSpanProcessor(SpanFileExporter(settings.spans_path.absolute()))
-    )
+    if settings.span_file_enabled:
+        provider.add_span_processor(
+            BatchSpanProcessor(SpanFileExporter(settings.spans_path.absolute()))
+        )
     if os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) or os.environ.get(
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
     ):
