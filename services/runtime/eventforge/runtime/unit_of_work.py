@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import abc
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
+from sqlalchemy.orm import Session, sessionmaker
+
+from eventforge.runtime.messaging.outbox import record_event
+from eventforge.runtime.settings import ServiceName
 
 
 class HasEvents(Protocol):
@@ -62,3 +66,47 @@ class EventUnitOfWork(abc.ABC, Generic[Entity]):
 
     @abc.abstractmethod
     def rollback(self) -> None: ...
+
+
+class SqlEventUnitOfWork(EventUnitOfWork[Any]):
+    """A unit of work on a SQLAlchemy session of a service's schema, with the service's outbox.
+
+    Subclasses name their `service` and create their repositories in `bind`; this class opens
+    its own session on enter (`session_factory`), commits or rolls it back, and closes it on
+    exit. Mix it in before the service's own unit of work: `class SqlUnitOfWork(
+    SqlEventUnitOfWork, UnitOfWork)`.
+    """
+
+    service: ClassVar[ServiceName]
+    session: Session
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        super().__init__()
+        self.session_factory = session_factory
+
+    @abc.abstractmethod
+    def bind(self, session: Session) -> None:
+        """Create the unit's repositories on `session`."""
+
+    def __enter__(self) -> Self:
+        self.session = self.session_factory()
+        self.bind(self.session)
+        return super().__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
+        self.session.close()
+
+    def record(self, payload: Message, *, subject: str) -> None:
+        record_event(self.session, self.service, payload, subject=subject)
+
+    def _commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()

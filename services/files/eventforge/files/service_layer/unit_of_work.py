@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import Any, Self
 
 from google.protobuf.message import Message
-from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction
 
 from eventforge.files.adapters.repository import SqlFiles
 from eventforge.files.domain.model import File
 from eventforge.files.service_layer.events import to_payload
 from eventforge.files.service_layer.ports import FileRepository
 from eventforge.runtime.messaging.outbox import record_event
-from eventforge.runtime.unit_of_work import EventUnitOfWork
+from eventforge.runtime.unit_of_work import EventUnitOfWork, SqlEventUnitOfWork
 
 
 class UnitOfWork(EventUnitOfWork[File]):
@@ -25,35 +24,13 @@ class UnitOfWork(EventUnitOfWork[File]):
         return to_payload(event, entity), entity.file_id
 
 
-class SqlUnitOfWork(UnitOfWork):
+class SqlUnitOfWork(SqlEventUnitOfWork, UnitOfWork):
     """A unit of work over its own SQLAlchemy session of the files schema."""
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        super().__init__()
-        self.session_factory = session_factory
+    service = "files"
 
-    def __enter__(self) -> Self:
-        self.session = self.session_factory()
-        self.files = SqlFiles(self.session)
-        return super().__enter__()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        super().__exit__(exc_type, exc, tb)
-        self.session.close()
-
-    def record(self, payload: Message, *, subject: str) -> None:
-        record_event(self.session, "files", payload, subject=subject)
-
-    def _commit(self) -> None:
-        self.session.commit()
-
-    def rollback(self) -> None:
-        self.session.rollback()
+    def bind(self, session: Session) -> None:
+        self.files = SqlFiles(session)
 
 
 class MessageUnitOfWork(UnitOfWork):
@@ -74,7 +51,7 @@ class MessageUnitOfWork(UnitOfWork):
         return super().__enter__()
 
     def record(self, payload: Message, *, subject: str) -> None:
-        record_event(self.session, "files", payload, subject=subject)
+        record_event(self.session, SqlUnitOfWork.service, payload, subject=subject)
 
     def _commit(self) -> None:
         if self._savepoint is not None:

@@ -7,11 +7,10 @@ commit to its owner.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf.message import Message
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from eventforge.notifier.adapters.notification_repository import SqlNotifications
 from eventforge.notifier.adapters.repository import SqlDeliveries, SqlWebhooks
@@ -23,7 +22,7 @@ from eventforge.notifier.service_layer.ports import (
     WebhookRepository,
 )
 from eventforge.runtime.messaging.outbox import record_event
-from eventforge.runtime.unit_of_work import EventUnitOfWork
+from eventforge.runtime.unit_of_work import EventUnitOfWork, SqlEventUnitOfWork
 
 Tracked = TypeVar("Tracked", Webhook, Delivery, Notification)
 
@@ -50,7 +49,7 @@ class UnitOfWork(EventUnitOfWork[Webhook | Delivery | Notification]):
 class _SessionBound(UnitOfWork):
     session: Session
 
-    def _bind(self, session: Session) -> None:
+    def bind(self, session: Session) -> None:
         self.session = session
         self.webhooks = SqlWebhooks(session)
         self.deliveries = SqlDeliveries(session)
@@ -60,31 +59,10 @@ class _SessionBound(UnitOfWork):
         record_event(self.session, "notifier", payload, subject=subject)
 
 
-class SqlUnitOfWork(_SessionBound):
+class SqlUnitOfWork(_SessionBound, SqlEventUnitOfWork):
     """A unit of work over its own session of the notifier schema."""
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        super().__init__()
-        self.session_factory = session_factory
-
-    def __enter__(self) -> Self:
-        self._bind(self.session_factory())
-        return super().__enter__()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        super().__exit__(exc_type, exc, tb)
-        self.session.close()
-
-    def _commit(self) -> None:
-        self.session.commit()
-
-    def rollback(self) -> None:
-        self.session.rollback()
+    service = "notifier"
 
 
 class SessionUnitOfWork(_SessionBound):
@@ -92,7 +70,7 @@ class SessionUnitOfWork(_SessionBound):
 
     def __init__(self, session: Session) -> None:
         super().__init__()
-        self._bind(session)
+        self.bind(session)
 
     def _commit(self) -> None:
         self.session.flush()

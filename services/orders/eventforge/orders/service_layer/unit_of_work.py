@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from eventforge.orders.adapters.repository import SqlCatalog, SqlIdempotencyKeys, SqlOrders
 from eventforge.orders.domain.model import Order
 from eventforge.orders.service_layer.events import to_payload
 from eventforge.orders.service_layer.ports import Catalog, IdempotencyKeys, OrderRepository
-from eventforge.runtime.messaging.outbox import record_event
-from eventforge.runtime.unit_of_work import EventUnitOfWork
+from eventforge.runtime.unit_of_work import EventUnitOfWork, SqlEventUnitOfWork
 
 
 class UnitOfWork(EventUnitOfWork[Order]):
@@ -27,34 +25,12 @@ class UnitOfWork(EventUnitOfWork[Order]):
         return to_payload(event, entity), entity.order_id
 
 
-class SqlUnitOfWork(UnitOfWork):
-    """A unit of work over one SQLAlchemy session of the orders schema."""
+class SqlUnitOfWork(SqlEventUnitOfWork, UnitOfWork):
+    """A unit of work over its own SQLAlchemy session of the orders schema."""
 
-    def __init__(self, session_factory: sessionmaker[Session]) -> None:
-        super().__init__()
-        self.session_factory = session_factory
+    service = "orders"
 
-    def __enter__(self) -> Self:
-        self.session = self.session_factory()
-        self.orders = SqlOrders(self.session)
-        self.catalog = SqlCatalog(self.session)
-        self.idempotency = SqlIdempotencyKeys(self.session)
-        return super().__enter__()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        super().__exit__(exc_type, exc, tb)
-        self.session.close()
-
-    def record(self, payload: Message, *, subject: str) -> None:
-        record_event(self.session, "orders", payload, subject=subject)
-
-    def _commit(self) -> None:
-        self.session.commit()
-
-    def rollback(self) -> None:
-        self.session.rollback()
+    def bind(self, session: Session) -> None:
+        self.orders = SqlOrders(session)
+        self.catalog = SqlCatalog(session)
+        self.idempotency = SqlIdempotencyKeys(session)
