@@ -42,7 +42,7 @@ class Buckets(pulumi.ComponentResource):
         super().__init__("eventforge:infra:Buckets", name, None, opts)
         self.arns = {}
         self.bucket_names = {}
-        buckets: dict[str, aws.s3.BucketV2] = {}
+        buckets: dict[str, aws.s3.Bucket] = {}
         for spec in args.topology.buckets:
             bucket = self._bucket(f"{name}-{spec.name}", spec, args)
             buckets[spec.name] = bucket
@@ -56,9 +56,9 @@ class Buckets(pulumi.ComponentResource):
                 )
         self.register_outputs({"arns": self.arns, "bucket_names": self.bucket_names})
 
-    def _bucket(self, name: str, spec: Bucket, args: BucketsArgs) -> aws.s3.BucketV2:
+    def _bucket(self, name: str, spec: Bucket, args: BucketsArgs) -> aws.s3.Bucket:
         child = pulumi.ResourceOptions(parent=self)
-        bucket = aws.s3.BucketV2(name, bucket=args.names.buckets[spec.name], opts=child)
+        bucket = aws.s3.Bucket(name, bucket=args.names.buckets[spec.name], opts=child)
         aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket.id,
@@ -74,12 +74,12 @@ class Buckets(pulumi.ComponentResource):
             restrict_public_buckets=True,
             opts=child,
         )
-        aws.s3.BucketServerSideEncryptionConfigurationV2(
+        aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=bucket.id,
             rules=[
-                aws.s3.BucketServerSideEncryptionConfigurationV2RuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationV2RuleApplyServerSideEncryptionByDefaultArgs(
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
                         sse_algorithm="AES256"
                     )
                 )
@@ -95,26 +95,26 @@ class Buckets(pulumi.ComponentResource):
         )
         versioned = spec.name in args.versioned
         if versioned:
-            aws.s3.BucketVersioningV2(
+            aws.s3.BucketVersioning(
                 f"{name}-versioning",
                 bucket=bucket.id,
-                versioning_configuration=aws.s3.BucketVersioningV2VersioningConfigurationArgs(
+                versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
                     status="Enabled"
                 ),
                 opts=child,
             )
-        aws.s3.BucketLifecycleConfigurationV2(
+        aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
             bucket=bucket.id,
             rules=_lifecycle_rules(spec, versioned, args.noncurrent_version_days),
             opts=child,
         )
         if spec.cors_for_presigned_uploads and args.cors_allowed_origins:
-            aws.s3.BucketCorsConfigurationV2(
+            aws.s3.BucketCorsConfiguration(
                 f"{name}-cors",
                 bucket=bucket.id,
                 cors_rules=[
-                    aws.s3.BucketCorsConfigurationV2CorsRuleArgs(
+                    aws.s3.BucketCorsConfigurationCorsRuleArgs(
                         id="presigned-uploads",
                         allowed_methods=["PUT", "POST"],
                         allowed_origins=list(args.cors_allowed_origins),
@@ -128,7 +128,7 @@ class Buckets(pulumi.ComponentResource):
         return bucket
 
     def _topic_policies(
-        self, name: str, args: BucketsArgs, buckets: Mapping[str, aws.s3.BucketV2]
+        self, name: str, args: BucketsArgs, buckets: Mapping[str, aws.s3.Bucket]
     ) -> dict[str, aws.sns.TopicPolicy]:
         """One policy per notified topic: only its buckets, in this account, may publish."""
         policies: dict[str, aws.sns.TopicPolicy] = {}
@@ -156,7 +156,7 @@ class Buckets(pulumi.ComponentResource):
         self,
         name: str,
         spec: Bucket,
-        bucket: aws.s3.BucketV2,
+        bucket: aws.s3.Bucket,
         args: BucketsArgs,
         topic_policies: Mapping[str, aws.sns.TopicPolicy],
     ) -> None:
@@ -180,33 +180,33 @@ class Buckets(pulumi.ComponentResource):
 
 def _lifecycle_rules(
     spec: Bucket, versioned: bool, noncurrent_version_days: int
-) -> list[aws.s3.BucketLifecycleConfigurationV2RuleArgs]:
+) -> list[aws.s3.BucketLifecycleConfigurationRuleArgs]:
     rules = [
-        aws.s3.BucketLifecycleConfigurationV2RuleArgs(
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
             id=f"expire-{rule.prefix.rstrip('/')}",
             status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationV2RuleFilterArgs(prefix=rule.prefix),
-            expiration=aws.s3.BucketLifecycleConfigurationV2RuleExpirationArgs(days=rule.days),
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=rule.prefix),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=rule.days),
         )
         for rule in spec.expiry
     ]
     rules.append(
-        aws.s3.BucketLifecycleConfigurationV2RuleArgs(
+        aws.s3.BucketLifecycleConfigurationRuleArgs(
             id="abort-incomplete-multipart-uploads",
             status="Enabled",
-            filter=aws.s3.BucketLifecycleConfigurationV2RuleFilterArgs(prefix=""),
-            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationV2RuleAbortIncompleteMultipartUploadArgs(
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
                 days_after_initiation=ABORT_MULTIPART_AFTER_DAYS
             ),
         )
     )
     if versioned:
         rules.append(
-            aws.s3.BucketLifecycleConfigurationV2RuleArgs(
+            aws.s3.BucketLifecycleConfigurationRuleArgs(
                 id="expire-noncurrent-versions",
                 status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationV2RuleFilterArgs(prefix=""),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationV2RuleNoncurrentVersionExpirationArgs(
+                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
                     noncurrent_days=noncurrent_version_days
                 ),
             )

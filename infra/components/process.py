@@ -132,9 +132,7 @@ class ServiceProcess(pulumi.ComponentResource):
                     routing_policy="MULTIVALUE",
                 ),
                 # Tasks leave DNS when ECS sees their container health check fail.
-                health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(
-                    failure_threshold=1
-                ),
+                health_check_custom_config=aws.servicediscovery.ServiceHealthCheckCustomConfigArgs(),
                 opts=child,
             )
         scaling_target = args.size.scaling_target

@@ -96,7 +96,7 @@ class MockCloud(pulumi.runtime.Mocks):
         if token == "aws:sqs/queue:Queue":
             url = f"https://sqs.{region}.amazonaws.com/{account}/{physical}"
             return url, {"arn": f"arn:{PARTITION}:sqs:{region}:{account}:{physical}", "url": url}
-        if token == "aws:s3/bucketV2:BucketV2":
+        if token == "aws:s3/bucket:Bucket":
             return physical, {"arn": f"arn:{PARTITION}:s3:::{physical}", "bucket": physical}
         if token == "aws:kms/key:Key":
             key_id = f"key-{physical}"
