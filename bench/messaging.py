@@ -91,7 +91,7 @@ class Backbone:
         instrument_engine(self.engine)
         self.topic = TOPOLOGY.topic_published_by(SERVICE).name
         self.topic_arn = provisioned.topic_arns[self.topic]
-        resolved = TOPOLOGY.resolve(settings.name_prefix).queues
+        resolved = TOPOLOGY.resolve_for(settings).queues
         queue = next(q for q in TOPOLOGY.queues_consumed_by(SERVICE) if q.topic == self.topic)
         self.queue = QueueRef(
             resolved[queue.name].name,

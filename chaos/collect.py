@@ -75,7 +75,7 @@ class Queues:
 
     def __init__(self, settings: Settings) -> None:
         self.sqs: SQSClient = aws.sqs(settings)
-        resolved = TOPOLOGY.resolve(settings.name_prefix)
+        resolved = TOPOLOGY.resolve_for(settings)
         self.source = {
             name: self.sqs.get_queue_url(QueueName=q.name)["QueueUrl"]
             for name, q in resolved.queues.items()

@@ -67,7 +67,7 @@ class Stack:
         self.db = db
         self.s3: S3Client = aws.s3(settings)
         self.sqs: SQSClient = aws.sqs(settings)
-        self.buckets = TOPOLOGY.resolve(settings.name_prefix).buckets
+        self.buckets = TOPOLOGY.resolve_for(settings).buckets
         self.http = httpx.Client(trust_env=False, timeout=10)
 
     def create(

@@ -1,5 +1,6 @@
-"""The Lambda entry point: secrets to settings, SQS batches through the worker's handlers with
-partial batch responses, scheduled housekeeping — in a child process, on PostgreSQL and moto."""
+"""The Lambda entry point: the TLS secret to settings, SQS batches through the worker's handlers
+with partial batch responses, scheduled housekeeping — in a child process, on PostgreSQL and
+moto."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from eventforge.runtime import aws, certs
 from eventforge.runtime.emulator import Emulator
 from eventforge.runtime.messaging.envelope import encode, new_envelope
 from eventforge.runtime.messaging.lambda_entry import (
-    DATABASE_SECRET_VARIABLE,
     TLS_SECRET_VARIABLE,
     LambdaConsumer,
     LambdaEventError,
@@ -32,30 +32,27 @@ from eventforge.runtime.messaging.worker_process import Periodic, Worker
 from eventforge.runtime.provision import provision
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
+from tests.fixtures.database import rds_auth_token_fields
 from tests.fixtures.emulator import ses_messages_to
 from tests.fixtures.services import stack_environment
 
 # --- unit: secrets, service, housekeeping ------------------------------------------------------
 
 
-def test_secrets_become_the_variables_the_settings_read() -> None:
-    secrets = {
-        "arn:db": json.dumps({"username": "eventforge", "password": "s3cret"}),
-        "arn:tls": json.dumps({"name": "files", "ca": "C", "cert": "P", "key": "K"}),
-    }
-    environ = {DATABASE_SECRET_VARIABLE: "arn:db", TLS_SECRET_VARIABLE: "arn:tls"}
-    assert load_secrets(environ, secrets.__getitem__) == ["PGPASSWORD", "EVENTFORGE_TLS_BUNDLE"]
-    assert environ["PGPASSWORD"] == "s3cret"
+def test_the_tls_secret_becomes_the_bundle_the_settings_read() -> None:
+    secrets = {"arn:tls": json.dumps({"name": "files", "ca": "C", "cert": "P", "key": "K"})}
+    environ = {TLS_SECRET_VARIABLE: "arn:tls"}
+    assert load_secrets(environ, secrets.__getitem__) == ["EVENTFORGE_TLS_BUNDLE"]
     assert json.loads(environ["EVENTFORGE_TLS_BUNDLE"])["name"] == "files"
     # Already there (a warm environment, or set by hand): not read again.
     assert load_secrets(environ, lambda arn: pytest.fail(f"read {arn} again")) == []
 
 
-def test_a_database_secret_without_a_password_is_refused() -> None:
-    environ = {DATABASE_SECRET_VARIABLE: "arn:db"}
-    with pytest.raises(ValueError, match="without a password"):
-        load_secrets(environ, lambda _arn: json.dumps({"username": "eventforge"}))
-    assert "PGPASSWORD" not in environ
+def test_the_database_secret_is_left_to_the_engine() -> None:
+    # A password read once per environment would outlive its rotation: no PGPASSWORD from it.
+    environ = {"EVENTFORGE_DATABASE_SECRET_ARN": "arn:db"}
+    assert load_secrets(environ, lambda arn: pytest.fail(f"read {arn}")) == []
+    assert environ == {"EVENTFORGE_DATABASE_SECRET_ARN": "arn:db"}
 
 
 def test_the_service_must_be_named() -> None:
@@ -140,9 +137,14 @@ class Context:
 
 answers = [lambda_entry.handler(event, Context()) for event in json.load(sys.stdin)]
 identity = Identity.configured(Settings(), None)
+engine = lambda_entry._consumer.worker.engine
+engine.dispose()
+with engine.connect() as connection:
+    password = connection.connection.driver_connection.info.password
 print(json.dumps({
     "answers": answers,
     "pgpassword": os.environ.get("PGPASSWORD"),
+    "password": password,
     "tls_identity": identity.name if identity else None,
 }))
 """
@@ -173,11 +175,6 @@ def test_the_function_handles_a_batch_with_the_workers_handlers_and_dispatches_a
     provision(stack_settings, TOPOLOGY)
     secrets = aws.secretsmanager(stack_settings)
     suffix = uuid.uuid4().hex[:8]
-    # PostgreSQL here trusts loopback: any password works, and the function must have read it.
-    database_secret = secrets.create_secret(
-        Name=f"rds-{suffix}",
-        SecretString=json.dumps({"username": "postgres", "password": f"pw-{suffix}"}),
-    )["ARN"]
     certs.issue(tmp_path, "notifier")
     bundle = {
         "name": "notifier",
@@ -211,7 +208,9 @@ def test_the_function_handles_a_batch_with_the_workers_handlers_and_dispatches_a
     env = {
         **{k: v for k, v in stack_environment(stack_settings).items() if k != "PGPASSWORD"},
         "EVENTFORGE_SERVICE": "notifier",
-        DATABASE_SECRET_VARIABLE: database_secret,
+        # As in the cloud: an IAM token per connection, which the local server (trusting
+        # loopback) accepts like any password.
+        "EVENTFORGE_DATABASE_AUTH": "iam",
         TLS_SECRET_VARIABLE: tls_secret,
     }
     env.pop("EVENTFORGE_TLS_BUNDLE", None)
@@ -230,7 +229,11 @@ def test_the_function_handles_a_batch_with_the_workers_handlers_and_dispatches_a
     assert batch == {"batchItemFailures": [{"itemIdentifier": poison["messageId"]}]}
     # First in this environment: the hourly retention (and whatever else is due by then).
     assert scheduled["housekeeping"][0] == "inbox retention"
-    assert result["pgpassword"] == f"pw-{suffix}"
+    assert result["pgpassword"] is None
+    database = sa.engine.make_url(str(stack_settings.database_url))
+    host, port, token = rds_auth_token_fields(result["password"])
+    assert (host, port) == (database.host, database.port or 5432)
+    assert (token["Action"], token["DBUser"]) == ("connect", database.username)
     assert result["tls_identity"] == "notifier"
     # The dispatch after the batch sent every email before the function returned.
     for customer in customers:

@@ -43,3 +43,18 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EVENTFORGE_GRPC_MAX_WORKERS", "0")
     with pytest.raises(ValidationError, match="grpc_max_workers"):
         Settings()
+
+
+def test_secret_database_auth_needs_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("EVENTFORGE_DATABASE_SECRET_ARN", raising=False)
+    monkeypatch.setenv("EVENTFORGE_DATABASE_AUTH", "secret")
+    with pytest.raises(ValidationError, match="needs EVENTFORGE_DATABASE_SECRET_ARN"):
+        Settings()
+    monkeypatch.setenv("EVENTFORGE_DATABASE_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:1:x")
+    settings = Settings()
+    assert settings.database_auth == "secret"
+    assert settings.database_secret_arn == "arn:aws:secretsmanager:eu-west-1:1:x"
+    assert settings.database_secret_cache_seconds == 300
+    monkeypatch.setenv("EVENTFORGE_DATABASE_AUTH", "kerberos")
+    with pytest.raises(ValidationError, match="database_auth"):
+        Settings()

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from eventforge.runtime.settings import Settings
 from eventforge.topology import (
     TOPOLOGY,
     UPLOADS_INCOMING_PREFIX,
@@ -55,6 +56,23 @@ def test_names_resolve_with_the_prefix() -> None:
         "acme-dev-files-uploads-dlq",
         "acme-dev-uploads-events",
     )
+
+
+def test_bucket_names_are_qualified_by_account_and_region_in_the_cloud(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = TOPOLOGY.resolve("acme-dev", account_id="123456789012", region="eu-west-1")
+    assert names.buckets["uploads"] == "acme-dev-uploads-123456789012-eu-west-1"
+    assert names.topics["orders"] == "acme-dev-orders-events"
+    monkeypatch.setenv("EVENTFORGE_NAME_PREFIX", "acme-dev")
+    monkeypatch.setenv("EVENTFORGE_AWS_ACCOUNT_ID", "123456789012")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    settings = Settings()
+    assert TOPOLOGY.resolve_for(settings).buckets == names.buckets
+    with pytest.raises(ValueError, match="region"):
+        TOPOLOGY.resolve("acme-dev", account_id="123456789012")
+    with pytest.raises(ValueError, match="invalid names"):
+        TOPOLOGY.resolve("a" * 40, account_id="123456789012", region="ap-southeast-2")
 
 
 def test_every_queue_has_a_dlq_and_a_redrive_policy() -> None:

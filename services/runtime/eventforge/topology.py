@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from eventforge.runtime.settings import ServiceName
+    from eventforge.runtime.settings import ServiceName, Settings
 
 EVENT_TYPE_ATTRIBUTE = "event_type"
 """The SNS/SQS message attribute that carries an event's type and that filter policies match."""
@@ -166,8 +166,15 @@ class Topology:
         """The buckets whose object events are published to `topic`."""
         return tuple(b for b in self.buckets if any(n.topic == topic for n in b.notifications))
 
-    def resolve(self, prefix: str) -> ResolvedTopology:
-        """Physical names for one environment's name prefix; raises ValueError if one is invalid."""
+    def resolve(
+        self, prefix: str, *, account_id: str | None = None, region: str | None = None
+    ) -> ResolvedTopology:
+        """Physical names for one environment's name prefix; raises ValueError if one is invalid.
+
+        S3 bucket names are global across every AWS account: with an account (the cloud), each
+        is qualified by it and the region, `{prefix}-{name}-{account}-{region}`, so it cannot
+        collide with someone else's; without one (the local emulator) it is `{prefix}-{name}`.
+        """
         topics = {t.name: f"{prefix}-{t.name}-events" for t in self.topics}
         queues = {
             q.name: ResolvedQueue(
@@ -178,10 +185,19 @@ class Topology:
             )
             for q in self.queues
         }
-        buckets = {b.name: f"{prefix}-{b.name}" for b in self.buckets}
+        if account_id is not None and not region:
+            raise ValueError("bucket names qualified by an account need its region too")
+        scope = "" if account_id is None else f"-{account_id}-{region}"
+        buckets = {b.name: f"{prefix}-{b.name}{scope}" for b in self.buckets}
         resolved = ResolvedTopology(prefix=prefix, topics=topics, queues=queues, buckets=buckets)
         _check_names(resolved)
         return resolved
+
+    def resolve_for(self, settings: Settings) -> ResolvedTopology:
+        """Physical names of one process's environment (its prefix, account and region)."""
+        return self.resolve(
+            settings.name_prefix, account_id=settings.aws_account_id, region=settings.aws_region
+        )
 
     def problems(self) -> list[str]:
         """Inconsistencies in the declaration; empty when it is sound."""

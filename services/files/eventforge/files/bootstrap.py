@@ -25,6 +25,7 @@ from eventforge.runtime.db import create_service_engine, session_factory
 from eventforge.runtime.grpc.client import channel
 from eventforge.runtime.settings import Settings
 from eventforge.runtime.telemetry import instrument_engine
+from eventforge.topology import TOPOLOGY
 
 ORDERS_SERVICE = "eventforge.orders.v1.OrdersService"
 
@@ -84,6 +85,6 @@ def bootstrap(settings: Settings) -> FilesApp:
         settings=settings,
         engine=engine,
         sessions=session_factory(engine),
-        storage=S3Storage(aws.s3(settings), settings.name_prefix),
+        storage=S3Storage(aws.s3(settings), TOPOLOGY.resolve_for(settings).buckets),
         limits=limits_of(settings),
     )

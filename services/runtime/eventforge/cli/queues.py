@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def _names(settings: Settings) -> ResolvedTopology:
     from eventforge.topology import TOPOLOGY
 
-    return TOPOLOGY.resolve(settings.name_prefix)
+    return TOPOLOGY.resolve_for(settings)
 
 
 def _queue(settings: Settings, name: str) -> ResolvedQueue:

@@ -104,13 +104,22 @@ def serve_command(service: ServiceName, roles: tuple[str, ...]) -> None:
 
 @click.command("migrate")
 @click.argument("services", nargs=-1, type=click.Choice(SERVICES))
-def migrate_command(services: tuple[ServiceName, ...]) -> None:
+@click.option(
+    "--service-roles",
+    is_flag=True,
+    help="Give each service's schema, and everything in it, to the service's own login role "
+    "(eventforge_<service>, created if missing; an IAM user on RDS). Run as the master user.",
+)
+def migrate_command(services: tuple[ServiceName, ...], service_roles: bool) -> None:
     """Bring each service's database schema to the latest revision (all by default)."""
+    from eventforge.runtime.db import database_url
     from eventforge.runtime.migrations import migrate
 
     settings = Settings()
+    if service_roles and database_url(settings, SERVICES[0]).get_backend_name() != "postgresql":
+        raise click.UsageError("--service-roles needs PostgreSQL: set DATABASE_URL")
     for service in services or SERVICES:
-        migrate(settings, service)
+        migrate(settings, service, service_roles=service_roles)
         click.echo(f"migrated {service}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -107,6 +107,26 @@ def ses(settings: Settings) -> SESClient:
 def secretsmanager(settings: Settings) -> SecretsManagerClient:
     """A new Secrets Manager client on the settings' endpoint and region."""
     client: SecretsManagerClient = _client(settings, "secretsmanager", _options(settings))
+    return client
+
+
+class RDSAuthTokens(Protocol):
+    """The part of boto3's RDS client the database engines use (no stubs of RDS are installed)."""
+
+    def generate_db_auth_token(
+        self,
+        DBHostname: str,  # noqa: N803 - boto3's names
+        Port: int,  # noqa: N803
+        DBUsername: str,  # noqa: N803
+        Region: str | None = None,  # noqa: N803
+    ) -> str:
+        """A presigned IAM authentication token (15 minutes) for one database user."""
+        ...
+
+
+def rds(settings: Settings) -> RDSAuthTokens:
+    """A new RDS client in the settings' region; it signs IAM database tokens locally."""
+    client: RDSAuthTokens = _client(settings, "rds", _options(settings))
     return client
 
 

@@ -8,13 +8,14 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sql_errors
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from eventforge.runtime.settings import ServiceName, Settings
+from eventforge.runtime.db_auth import connect_with, credential_source
+from eventforge.runtime.settings import DEFAULT_DATABASE_ROLE_PREFIX, ServiceName, Settings
 
 log = logging.getLogger("eventforge.db")
 T = TypeVar("T")
@@ -37,6 +38,14 @@ def is_postgres(engine: Engine) -> bool:
     return engine.dialect.name == "postgresql"
 
 
+def database_role(service: ServiceName, prefix: str = DEFAULT_DATABASE_ROLE_PREFIX) -> str:
+    """The PostgreSQL role a service logs in as, owner of its schema (`migrate --service-roles`).
+
+    `prefix` is the settings' DATABASE_ROLE_PREFIX; deployments keep the default.
+    """
+    return f"{prefix}_{service}"
+
+
 def create_service_engine(
     settings: Settings, service: ServiceName, pool_size: int | None = None
 ) -> Engine:
@@ -44,7 +53,8 @@ def create_service_engine(
 
     The pool keeps as many connections as the API has handler threads (GRPC_MAX_WORKERS) by
     default: a smaller pool closes and reopens connections under load, and every new
-    PostgreSQL connection is a new server process.
+    PostgreSQL connection is a new server process. Each new connection logs in as
+    DATABASE_AUTH says (`eventforge.runtime.db_auth`).
     """
     url = database_url(settings, service)
     if url.get_backend_name() == "sqlite":
@@ -52,13 +62,17 @@ def create_service_engine(
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=settings.grpc_max_workers if pool_size is None else pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
         connect_args={"options": f"-c search_path={service}", "connect_timeout": 5},
     )
+    source = credential_source(settings, url)
+    if source is not None:
+        event.listen(engine, "do_connect", connect_with(source))
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -69,11 +83,9 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
-def ensure_schema(engine: Engine, schema: str) -> None:
-    """Create the service's schema on PostgreSQL (SQLite has one file per service instead)."""
-    if is_postgres(engine):
-        with engine.begin() as connection:
-            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+def ensure_schema(connection: Connection, schema: str) -> None:
+    """Create the service's schema on PostgreSQL, owned by the connected user."""
+    connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
 
 
 def ping(engine: Engine) -> bool:

@@ -54,7 +54,7 @@ class ProvisionedTopology:
 def provision(settings: Settings, topology: Topology) -> ProvisionedTopology:
     """Create or update every topic, queue, subscription and bucket of `topology`."""
     topology.validate()
-    names = topology.resolve(settings.name_prefix)
+    names = topology.resolve_for(settings)
     sns, sqs, s3 = aws.sns(settings), aws.sqs(settings), aws.s3(settings)
     topic_arns = {logical: _ensure_topic(sns, name) for logical, name in names.topics.items()}
     queues = {

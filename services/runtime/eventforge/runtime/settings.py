@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["orders", "files", "notifier"]
 SERVICES: tuple[ServiceName, ...] = ("orders", "files", "notifier")
+DatabaseAuth = Literal["password", "iam", "secret"]
+DEFAULT_DATABASE_ROLE_PREFIX = "eventforge"
 
 
 class Settings(BaseSettings):
@@ -21,6 +23,31 @@ class Settings(BaseSettings):
         default=None,
         validation_alias=AliasChoices("DATABASE_URL", "EVENTFORGE_DATABASE_URL"),
         description="SQLAlchemy URL of PostgreSQL; unset means one SQLite file per service.",
+    )
+    database_auth: DatabaseAuth = Field(
+        default="password",
+        description="Where PostgreSQL passwords come from: `password` (the URL or PGPASSWORD, "
+        "as libpq reads them), `iam` (a fresh RDS IAM token per new connection, for the URL's "
+        "user; needs TLS, e.g. PGSSLMODE=require) or `secret` (the Secrets Manager secret "
+        "DATABASE_SECRET_ARN, read when connecting). SQLite ignores it.",
+    )
+    database_secret_arn: str | None = Field(
+        default=None,
+        description='With DATABASE_AUTH=secret: the secret holding JSON `{"username", '
+        '"password"}` (as RDS-managed secrets do); its username, when present, replaces '
+        "the URL's.",
+    )
+    database_secret_cache_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a database secret read is reused for new connections; a "
+        "refused password drops it at once (a rotation costs one failed attempt).",
+    )
+    database_role_prefix: str = Field(
+        default=DEFAULT_DATABASE_ROLE_PREFIX,
+        pattern=r"^[a-z_][a-z0-9_]{0,40}$",
+        description="`migrate --service-roles` names each service's role `<prefix>_<service>`; "
+        "change it only to keep several deployments (or test runs) apart on one server.",
     )
     data_dir: Path = Field(
         default=Path(".eventforge"),
@@ -35,6 +62,11 @@ class Settings(BaseSettings):
         default="us-east-1",
         validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION", "EVENTFORGE_AWS_REGION"),
     )
+    aws_account_id: str | None = Field(
+        default=None,
+        description="The AWS account the stack runs in (set by the cloud stacks): qualifies S3 "
+        "bucket names as `<prefix>-<name>-<account>-<region>`, since bucket names are global.",
+    )
     name_prefix: str = Field(
         default="eventforge",
         description="Prefix of every topic, queue and bucket name (one per environment).",
@@ -48,8 +80,25 @@ class Settings(BaseSettings):
     grpc_deadline_seconds: float = Field(
         default=5.0, gt=0, description="Deadline of outgoing calls that set none."
     )
+    grpc_max_connection_age_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Age after which a server asks a client connection to go away (GOAWAY): "
+        "clients reconnect and re-resolve DNS, so long-lived callers spread onto new tasks.",
+    )
+    grpc_max_connection_age_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="How long calls in flight on a connection past its maximum age may still "
+        "run before the server closes it.",
+    )
     health_probe_seconds: float = Field(
         default=2.0, gt=0, description="How often the API probes its database for health."
+    )
+    health_http_addr: str | None = Field(
+        default=None,
+        description="host:port of the API's plain-HTTP `GET /healthz` (200 SERVING, else 503), "
+        "for container and load balancer health checks; unset means none is served.",
     )
     span_file: Path | None = Field(
         default=None,
@@ -128,6 +177,15 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     emulator_port: int = Field(default=4566, description="Port of the embedded AWS emulator.")
+
+    @model_validator(mode="after")
+    def _secret_auth_names_its_secret(self) -> Self:
+        if self.database_auth == "secret" and not self.database_secret_arn:
+            raise ValueError(
+                "EVENTFORGE_DATABASE_AUTH=secret needs EVENTFORGE_DATABASE_SECRET_ARN: the "
+                "Secrets Manager secret that holds the database password"
+            )
+        return self
 
     def address_of(self, service: ServiceName) -> str:
         """The host:port a service listens on and its clients dial."""

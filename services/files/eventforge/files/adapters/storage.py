@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
 from eventforge.files.domain.model import Location
 from eventforge.files.service_layer.ports import PresignedUpload, Storage, StoredObject
-from eventforge.topology import TOPOLOGY
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -18,11 +18,11 @@ _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
 class S3Storage(Storage):
-    """Logical bucket names resolve to this environment's physical ones (`{prefix}-{name}`)."""
+    """Logical bucket names resolve to this environment's physical ones (`Topology.resolve`)."""
 
-    def __init__(self, s3: S3Client, name_prefix: str) -> None:
+    def __init__(self, s3: S3Client, buckets: Mapping[str, str]) -> None:
         self.s3 = s3
-        self.buckets = dict(TOPOLOGY.resolve(name_prefix).buckets)
+        self.buckets = dict(buckets)
         self._logical = {physical: logical for logical, physical in self.buckets.items()}
 
     def bucket_of(self, physical_name: str) -> str | None:

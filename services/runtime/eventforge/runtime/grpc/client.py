@@ -1,4 +1,4 @@
-"""gRPC client channels: a default deadline on every call and retries for idempotent methods."""
+"""gRPC client channels: round-robin over every address, default deadlines, safe retries."""
 
 from __future__ import annotations
 
@@ -14,24 +14,28 @@ from eventforge.runtime.settings import Settings
 from eventforge.runtime.telemetry import instrument_channel
 
 
-def retry_service_config(service: str, idempotent_methods: Iterable[str]) -> str:
-    """A service config retrying UNAVAILABLE with backoff on the named methods only."""
-    return json.dumps(
-        {
-            "methodConfig": [
-                {
-                    "name": [{"service": service, "method": m} for m in idempotent_methods],
-                    "retryPolicy": {
-                        "maxAttempts": 4,
-                        "initialBackoff": "0.1s",
-                        "maxBackoff": "2s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ]
-        }
-    )
+def service_config(service: str, idempotent_methods: Iterable[str] = ()) -> str:
+    """A service config balancing calls round-robin, retrying UNAVAILABLE on the named methods.
+
+    The default policy, pick_first, sends every call to one of the addresses a name resolves
+    to (one task of the Cloud Map service); round_robin connects to all and spreads the calls.
+    """
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
+    methods = list(idempotent_methods)
+    if methods:
+        config["methodConfig"] = [
+            {
+                "name": [{"service": service, "method": m} for m in methods],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "2s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    return json.dumps(config)
 
 
 class _DefaultDeadline(grpc.UnaryUnaryClientInterceptor):
@@ -75,7 +79,7 @@ def channel(
     *,
     identity: str | None = None,
 ) -> grpc.Channel:
-    """An instrumented channel to `target` with deadlines and retries for `service`.
+    """An instrumented, round-robin channel to `target` with deadlines and retries for `service`.
 
     With TLS_DIR or TLS_BUNDLE set it presents the certificate `identity` (or TLS_IDENTITY) and
     expects the server's certificate to name the called service (`eventforge.<name>.v1...`).
@@ -85,10 +89,8 @@ def channel(
         ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
         ("grpc.enable_retries", 1),
         ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.service_config", service_config(service, idempotent_methods)),
     ]
-    methods = list(idempotent_methods)
-    if methods:
-        options.append(("grpc.service_config", retry_service_config(service, methods)))
     tls = Identity.configured(settings, identity)
     if tls is None:
         raw = grpc.insecure_channel(target, options=options)

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from eventforge.runtime.grpc.authz import AuthorizationInterceptor
+from eventforge.runtime.grpc.health_http import HealthHttpServer, HealthStatus
 from eventforge.runtime.grpc.interceptors import (
     AccessLogInterceptor,
     DeadlineInterceptor,
@@ -30,7 +31,7 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
-    """Message size limits and keepalive shared by every server."""
+    """Message size limits, keepalive and maximum connection age shared by every server."""
     return [
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
         ("grpc.max_send_message_length", settings.grpc_max_message_bytes),
@@ -39,12 +40,18 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ("grpc.http2.max_pings_without_data", 0),
+        # Clients keep a connection for ever otherwise, and never learn of tasks added since.
+        ("grpc.max_connection_age_ms", round(settings.grpc_max_connection_age_seconds * 1000)),
+        (
+            "grpc.max_connection_age_grace_ms",
+            round(settings.grpc_max_connection_age_grace_seconds * 1000),
+        ),
     ]
 
 
 @dataclass
 class ServiceServer:
-    """A started gRPC server with its health servicer and a dependency probe."""
+    """A started gRPC server with its health servicer, a dependency probe and `/healthz`."""
 
     server: grpc.Server
     health: health.HealthServicer
@@ -52,6 +59,10 @@ class ServiceServer:
     port: int
     probe: Callable[[], bool] | None = None
     probe_seconds: float = 2.0
+    status: HealthStatus = field(default_factory=HealthStatus)
+    """The overall status again, for the HTTP health endpoint."""
+    health_http: HealthHttpServer | None = None
+    """The HTTP health endpoint, when HEALTH_HTTP_ADDR is set."""
     _stopping: threading.Event = field(default_factory=threading.Event)
 
     def set_serving(self, serving: bool) -> None:
@@ -59,6 +70,7 @@ class ServiceServer:
         status = SERVING if serving else NOT_SERVING
         for name in ("", *self.service_names):
             self.health.set(name, status)
+        self.status.set(serving)
 
     def watch_dependencies(self) -> None:
         """Probe dependencies in the background; health follows their reachability."""
@@ -85,7 +97,11 @@ class ServiceServer:
         """Report NOT_SERVING, then let in-flight calls finish within `grace` seconds."""
         self._stopping.set()
         self.health.enter_graceful_shutdown()
+        self.status.shutdown()
         self.server.stop(grace).wait()
+        # Only now: load balancers keep seeing 503 (not a refused port) while calls drain.
+        if self.health_http is not None:
+            self.health_http.stop()
 
 
 def start_server(
@@ -101,7 +117,7 @@ def start_server(
 
     With TLS_DIR or TLS_BUNDLE set the server speaks mTLS as `identity` (the service's
     certificate name), requires client certificates from the same CA and authorizes callers by
-    their identity.
+    their identity. With HEALTH_HTTP_ADDR set it also serves `GET /healthz` there.
     """
     tls = Identity.configured(settings, identity)
     interceptors: list[grpc.ServerInterceptor] = [
@@ -143,6 +159,9 @@ def start_server(
     )
     # Not serving until the first dependency probe says so.
     running.set_serving(probe is None)
+    if settings.health_http_addr is not None:
+        running.health_http = HealthHttpServer(settings.health_http_addr, running.status)
+        log.info("health endpoint on %s", settings.health_http_addr)
     server.start()
     running.watch_dependencies()
     log.info(

@@ -10,16 +10,16 @@ One function serves two kinds of invocations:
 - a scheduled event (EventBridge, every minute): the worker's housekeeping that is due in this
   execution environment (sweeps, recovery, retries, inbox retention).
 
-The function's environment names the service (EVENTFORGE_SERVICE) and the secrets to read once
-per execution environment, before the settings: EVENTFORGE_DATABASE_SECRET_ARN (the RDS-managed
-secret, whose password becomes PGPASSWORD) and, with mTLS on, EVENTFORGE_TLS_SECRET_ARN (the
-certificate bundle, EVENTFORGE_TLS_BUNDLE).
+The function's environment names the service (EVENTFORGE_SERVICE) and, with mTLS on, the
+secret to read once per execution environment, before the settings: EVENTFORGE_TLS_SECRET_ARN
+(the certificate bundle, EVENTFORGE_TLS_BUNDLE). The database login is not read here: an
+environment lives for hours, longer than a rotated password stays valid, so the engine gets it
+for each new connection (EVENTFORGE_DATABASE_AUTH, `eventforge.runtime.db_auth`).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import threading
@@ -44,7 +44,6 @@ from eventforge.runtime.telemetry import Telemetry, configure_telemetry
 log = logging.getLogger("eventforge.lambda")
 
 SERVICE_VARIABLE = "EVENTFORGE_SERVICE"
-DATABASE_SECRET_VARIABLE = "EVENTFORGE_DATABASE_SECRET_ARN"  # noqa: S105 (a variable's name)
 TLS_SECRET_VARIABLE = "EVENTFORGE_TLS_SECRET_ARN"  # noqa: S105 (a variable's name)
 SCHEDULED_EVENT = "Scheduled Event"
 SETTLE_MARGIN_SECONDS = 5.0
@@ -66,13 +65,6 @@ def load_secrets(
     `read_secret` maps a secret ARN to its string; the names of the variables set are returned.
     """
     loaded: list[str] = []
-    database_secret = environ.get(DATABASE_SECRET_VARIABLE)
-    if database_secret and "PGPASSWORD" not in environ:
-        document = json.loads(read_secret(database_secret))
-        if not isinstance(document, dict) or not document.get("password"):
-            raise ValueError(f"{DATABASE_SECRET_VARIABLE} names a secret without a password")
-        environ["PGPASSWORD"] = str(document["password"])
-        loaded.append("PGPASSWORD")
     tls_secret = environ.get(TLS_SECRET_VARIABLE)
     if tls_secret and "EVENTFORGE_TLS_BUNDLE" not in environ:
         environ["EVENTFORGE_TLS_BUNDLE"] = read_secret(tls_secret)
@@ -113,7 +105,7 @@ class LambdaConsumer:
         """Read the secrets, then the settings, and build the service's worker."""
         service = service_of(environ)
         bootstrap = Settings()
-        if environ.get(DATABASE_SECRET_VARIABLE) or environ.get(TLS_SECRET_VARIABLE):
+        if environ.get(TLS_SECRET_VARIABLE):
             client = aws.secretsmanager(bootstrap)
 
             def read_secret(arn: str) -> str:

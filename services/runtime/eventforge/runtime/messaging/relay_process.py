@@ -21,7 +21,7 @@ def main(settings: Settings, service: ServiceName, stop: threading.Event) -> Non
     engine = create_service_engine(settings, service, pool_size=2)
     instrument_engine(engine)
     topic = TOPOLOGY.topic_published_by(service).name
-    physical = TOPOLOGY.resolve(settings.name_prefix).topics[topic]
+    physical = TOPOLOGY.resolve_for(settings).topics[topic]
     relay = OutboxRelay(
         engine=engine,
         sns=aws.sns(settings),
