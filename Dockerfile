@@ -2,8 +2,12 @@
 # The one image of every EventForge process: `eventforge serve <service> <role>` on ECS, and
 # the Lambda queue consumer through the runtime interface client (see infra/).
 #
-#   docker build -t eventforge .
+#   docker build -t eventforge .                     # local use, the machine's architecture
 #   docker run --rm eventforge serve orders api
+#
+# For the cloud stacks (Graviton, `architecture: arm64`), one single-platform image without
+# attestations (Lambda refuses an image index with provenance):
+#   docker buildx build --platform linux/arm64 --provenance=false --load -t eventforge:TAG .
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 

@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 BUF := node_modules/.bin/buf
 BREAKING_AGAINST ?= .git\#ref=HEAD~1
 
-.PHONY: help up test bench chaos lint fmt gen breaking deps-run deps-dev deps-bench tools clean
+.PHONY: help up test bench chaos cost lint fmt gen breaking deps-run deps-dev deps-bench tools clean
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench: deps-bench  ## Benchmarks against in-run baselines (needs PostgreSQL); wr
 
 chaos: deps-run  ## Faults under load (kills, DB and AWS outages, poison), then checks; ~5 min.
 	@$(UV) run --frozen --no-sync python -m chaos
+
+cost: deps-dev  ## Monthly cost estimate of each stack from its resource graph.
+	@$(UV) run --frozen --no-sync python -m infra.cost
 
 security: deps-dev  ## Run the security suite alone (mTLS, authorization, SSRF, uploads, fuzzing).
 	@$(UV) run --frozen --no-sync pytest -m security

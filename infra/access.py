@@ -45,15 +45,26 @@ class ServiceResources:
     queue_arns: Sequence[pulumi.Input[str]]
     bucket_arns: Mapping[str, pulumi.Input[str]]
     ses_identity_arn: pulumi.Input[str]
+    database_user_arn: pulumi.Input[str]
+    """The service's own database role as IAM names it (`…:dbuser:<DbiResourceId>/<role>`)."""
 
 
-def task_grants(resources: ServiceResources, role: Role) -> list[Grant]:
-    """The task role's grants of one process role."""
-    if role == "api":
-        return _api(resources)
-    if role == "relay":
-        return _relay(resources)
-    return worker_grants(resources)
+def task_grants(resources: ServiceResources, roles: Sequence[Role]) -> list[Grant]:
+    """The task role's grants of a process running `roles`: each role's, and its database login."""
+    grants = [database_grant(resources)]
+    for role in roles:
+        if role == "api":
+            grants += _api(resources)
+        elif role == "relay":
+            grants += _relay(resources)
+        else:
+            grants += worker_grants(resources)
+    return grants
+
+
+def database_grant(resources: ServiceResources) -> Grant:
+    """Log in to PostgreSQL as the service's own role, with an IAM authentication token."""
+    return Grant("ConnectAsOwnDatabaseRole", ("rds-db:connect",), (resources.database_user_arn,))
 
 
 def worker_grants(resources: ServiceResources) -> list[Grant]:
@@ -92,10 +103,11 @@ def worker_grants(resources: ServiceResources) -> list[Grant]:
 def execution_grants(
     repository_arn: pulumi.Input[str],
     log_group_arn: pulumi.Input[str],
-    database_secret_arn: pulumi.Input[str],
+    database_secret_arn: pulumi.Input[str] | None,
     tls_secret_arn: pulumi.Input[str] | None = None,
 ) -> list[Grant]:
-    """What ECS needs to start a task: pull its image, ship its logs, inject its secrets."""
+    """What ECS needs to start a task: pull its image, ship its logs, inject its secrets (the
+    master password into the migration container only, the certificate into the service's)."""
     return [
         Grant("RegistryToken", ("ecr:GetAuthorizationToken",), (EVERY_RESOURCE,)),
         Grant(
@@ -111,28 +123,30 @@ def execution_grants(
 def lambda_grants(
     resources: ServiceResources,
     log_group_arn: pulumi.Input[str],
-    database_secret_arn: pulumi.Input[str],
     tls_secret_arn: pulumi.Input[str] | None = None,
 ) -> list[Grant]:
-    """A Lambda consumer's grants: the worker's, its logs, its VPC ENIs, its secrets.
+    """A Lambda consumer's grants: the worker's, its database login, logs, VPC ENIs, certificate.
 
-    Lambda has no secret injection: the handler reads its secrets itself.
+    Lambda has no secret injection: the handler reads its certificate itself.
     """
     return [
         *worker_grants(resources),
+        database_grant(resources),
         log_grant(log_group_arn),
-        *secret_grants(database_secret_arn, tls_secret_arn),
+        *secret_grants(None, tls_secret_arn),
         Grant("ManageVpcNetworkInterfaces", LAMBDA_NETWORK_ACTIONS, (EVERY_RESOURCE,)),
     ]
 
 
 def secret_grants(
-    database_secret_arn: pulumi.Input[str], tls_secret_arn: pulumi.Input[str] | None
+    database_secret_arn: pulumi.Input[str] | None, tls_secret_arn: pulumi.Input[str] | None
 ) -> list[Grant]:
-    """Read the database password and, with mTLS on, the service's own certificate bundle."""
-    grants = [
-        Grant("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (database_secret_arn,))
-    ]
+    """Read the master password (migrations) and, with mTLS on, the service's certificate."""
+    grants = []
+    if database_secret_arn is not None:
+        grants.append(
+            Grant("ReadDatabaseSecret", ("secretsmanager:GetSecretValue",), (database_secret_arn,))
+        )
     if tls_secret_arn is not None:
         grants.append(
             Grant("ReadOwnTlsSecret", ("secretsmanager:GetSecretValue",), (tls_secret_arn,))
@@ -171,12 +185,13 @@ def _api(resources: ServiceResources) -> list[Grant]:
 
 
 def _relay(resources: ServiceResources) -> list[Grant]:
-    if resources.topic_arn is None or resources.topic_key_arn is None:
+    if resources.topic_arn is None:
         return []
-    return [
-        Grant("PublishToOwnTopic", ("sns:Publish",), (resources.topic_arn,)),
-        Grant("EncryptForOwnTopic", TOPIC_KEY_ACTIONS, (resources.topic_key_arn,)),
-    ]
+    grants = [Grant("PublishToOwnTopic", ("sns:Publish",), (resources.topic_arn,))]
+    if resources.topic_key_arn is not None:
+        # A customer-managed key; SNS's AWS-managed key admits the account's publishers itself.
+        grants.append(Grant("EncryptForOwnTopic", TOPIC_KEY_ACTIONS, (resources.topic_key_arn,)))
+    return grants
 
 
 def _objects(bucket_arn: pulumi.Input[str], prefix: str = "") -> pulumi.Output[str]:

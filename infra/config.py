@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, cast, get_args
+from typing import Literal, TypeVar, cast, get_args
 
 import pulumi
 
@@ -13,8 +14,13 @@ from eventforge.runtime.settings import SERVICES, ServiceName
 
 Role = Literal["api", "worker", "relay"]
 ROLES: tuple[Role, ...] = get_args(Role)
+Egress = Literal["public", "nat", "nat-per-az"]
+EGRESS: tuple[Egress, ...] = get_args(Egress)
+Architecture = Literal["arm64", "x86_64"]
+ARCHITECTURES: tuple[Architecture, ...] = get_args(Architecture)
 
 PROJECT = "eventforge"
+T = TypeVar("T")
 
 _IDENTITY = re.compile(r"[a-z][a-z0-9-]{0,62}")
 # CloudWatch Logs accepts only these retention periods.
@@ -38,12 +44,28 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class NetworkSettings:
-    """The VPC: its address range, how many AZs, and whether tasks may reach the internet."""
+    """The VPC: its address range, how many AZs, and how tasks reach the internet and AWS."""
 
     cidr: str
     az_count: int
-    nat_gateway: bool
-    """Egress to the internet (webhook deliveries, SES); AWS APIs use VPC endpoints regardless."""
+    egress: Egress
+    """How tasks reach the internet (webhooks, SES) and AWS APIs: `public` runs them in public
+    subnets with public IPs and no inbound rule (no NAT: the cheap dev shape), `nat` through one
+    NAT gateway, `nat-per-az` through a NAT gateway in every AZ (no AZ single point of failure)."""
+    vpc_endpoints: bool
+    """Interface endpoints for the AWS APIs the tasks call (private traffic, $0.01/h per AZ
+    each); without them those calls go through the NAT gateway or the public IPs."""
+
+
+@dataclass(frozen=True)
+class IngressSettings:
+    """Who may reach the APIs through the internal Network Load Balancer."""
+
+    allowed_cidrs: tuple[str, ...]
+    """Client address ranges allowed to the gRPC listeners (default: the VPC's own range)."""
+    endpoint_service_principals: tuple[str, ...]
+    """IAM principals (ARNs) allowed to connect through a PrivateLink endpoint service; empty:
+    no endpoint service."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +109,16 @@ class StackSettings:
     stack: str
     region: str
     name_prefix: str
-    image_tag: str
+    image_tag: str | None
+    """The image every task and function runs; None: the backbone phase, with no compute."""
+    architecture: Architecture
+    """CPU architecture of the image, the tasks and the functions (arm64: Graviton)."""
+    combined_roles: bool
+    """Run each service's roles (api, worker, relay) in one task, as `make up` does locally,
+    sized and scaled as the `api` role; False: one ECS service per role."""
+    container_insights: bool
     network: NetworkSettings
+    ingress: IngressSettings | None
     database: DatabaseSettings
     roles: Mapping[Role, RoleSize]
     log_retention_days: int
@@ -120,8 +150,12 @@ def load_settings() -> StackSettings:
         stack=pulumi.get_stack(),
         region=region,
         name_prefix=config.require("namePrefix"),
-        image_tag=config.require("imageTag"),
+        image_tag=config.get("imageTag") or None,
+        architecture=_choice(config.get("architecture") or "arm64", ARCHITECTURES, "architecture"),
+        combined_roles=config.get_bool("combinedRoles") or False,
+        container_insights=config.get_bool("containerInsights") or False,
         network=_network(_object(config, "network")),
+        ingress=_ingress(config.get_object("ingress")),
         database=_database(_object(config, "database")),
         roles=_roles(_object(config, "roles")),
         log_retention_days=config.require_int("logRetentionDays"),
@@ -194,12 +228,35 @@ def _services(value: object) -> tuple[ServiceName, ...]:
     return cast("tuple[ServiceName, ...]", names)
 
 
+def _choice(value: object, choices: tuple[T, ...], where: str) -> T:
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}")
+
+
 def _network(value: Mapping[str, object]) -> NetworkSettings:
-    _fields(value, "network", {"cidr", "azCount", "natGateway"}, set())
+    _fields(value, "network", {"cidr", "azCount", "egress", "vpcEndpoints"}, set())
     return NetworkSettings(
         cidr=_str(value, "cidr", "network"),
         az_count=_int(value, "azCount", "network"),
-        nat_gateway=_bool(value, "natGateway", "network"),
+        egress=_choice(value["egress"], EGRESS, "network.egress"),
+        vpc_endpoints=_bool(value, "vpcEndpoints", "network"),
+    )
+
+
+def _ingress(value: object) -> IngressSettings | None:
+    """The `ingress` object; absent or null: no load balancer, the APIs are for the stack only."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{PROJECT}:ingress must be an object")
+    _fields(value, "ingress", set(), {"allowedCidrs", "endpointServicePrincipals"})
+    return IngressSettings(
+        allowed_cidrs=_strings(value.get("allowedCidrs", []), "ingress.allowedCidrs"),
+        endpoint_service_principals=_strings(
+            value.get("endpointServicePrincipals", []), "ingress.endpointServicePrincipals"
+        ),
     )
 
 
@@ -224,9 +281,9 @@ def _database(value: Mapping[str, object]) -> DatabaseSettings:
 
 
 def _roles(value: Mapping[str, object]) -> dict[Role, RoleSize]:
-    _fields(value, "roles", set(ROLES), set())
+    _fields(value, "roles", {"api"}, {"worker", "relay"})
     sizes: dict[Role, RoleSize] = {}
-    for role in ROLES:
+    for role in (r for r in ROLES if r in value):
         where = f"roles.{role}"
         size = value[role]
         if not isinstance(size, dict):
@@ -256,8 +313,18 @@ def _alarms(value: Mapping[str, object]) -> AlarmSettings:
 
 def _validate(settings: StackSettings) -> None:
     problems: list[str] = []
-    if not 1 <= settings.network.az_count <= 3:
-        problems.append("network.azCount must be 1..3")
+    if not 2 <= settings.network.az_count <= 3:
+        # RDS needs a subnet group in at least two AZs, Multi-AZ or not.
+        problems.append("network.azCount must be 2..3")
+    if settings.lambda_consumers and settings.network.egress == "public":
+        # A function in a VPC never gets a public IP: it needs a NAT gateway.
+        problems.append("lambdaConsumers need network.egress nat or nat-per-az")
+    if settings.ingress is not None:
+        for cidr in settings.ingress.allowed_cidrs:
+            try:
+                ipaddress.IPv4Network(cidr)
+            except ValueError:
+                problems.append(f"ingress.allowedCidrs: {cidr!r} is not an IPv4 range")
     if settings.log_retention_days not in _LOG_RETENTION_DAYS:
         problems.append(f"logRetentionDays {settings.log_retention_days} is not a CloudWatch value")
     if settings.dlq_max_receives is not None and not 1 <= settings.dlq_max_receives <= 1000:
@@ -272,6 +339,11 @@ def _validate(settings: StackSettings) -> None:
         problems.append("database.maxAllocatedStorageGb is below allocatedStorageGb")
     if not 0 <= database.backup_retention_days <= 35:
         problems.append("database.backupRetentionDays must be 0..35")
+    missing = [r for r in ROLES if r not in settings.roles]
+    if not settings.combined_roles and missing:
+        problems.append(f"roles: {missing} are required unless combinedRoles is true")
+    if settings.lambda_consumers and "worker" not in settings.roles:
+        problems.append("roles.worker is required with lambdaConsumers (the functions' size)")
     for role, size in settings.roles.items():
         memory = _FARGATE_MEMORY.get(size.cpu)
         if memory is None or size.memory not in range(memory[0], memory[1] + 1, memory[2]):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
 
+from eventforge.runtime.db import database_role
 from eventforge.runtime.settings import SERVICES, ServiceName, Settings
 from infra.components.platform import namespace_name
 from infra.config import Role, StackSettings
 
+HEALTH_HTTP_PORT = 8081
+"""Port of every API's HTTP health endpoint (`/healthz`, mirrors gRPC health): probed by the
+container health check and the load balancer, since the gRPC port speaks mTLS."""
 SCRATCH_DIR = "/tmp"  # noqa: S108 (a private volume of the task: its root filesystem is read-only)
 DATA_DIR = f"{SCRATCH_DIR}/eventforge"
 BIND_ALL = "0.0.0.0"
@@ -26,31 +30,53 @@ def grpc_port(service: ServiceName) -> int:
 
 @dataclass(frozen=True)
 class DatabaseEndpoint:
-    """Where PostgreSQL answers; the password is injected separately, from its secret."""
+    """Where PostgreSQL answers; no URL carries a password."""
 
     address: pulumi.Input[str]
     port: pulumi.Input[int]
     name: str
-    username: str
 
-    def url(self) -> pulumi.Output[str]:
-        """A URL without a password: libpq takes it from PGPASSWORD (the injected secret)."""
+    def url(self, username: str) -> pulumi.Output[str]:
+        """A URL without a password, logging in as `username`."""
         return pulumi.Output.format(
-            "postgresql://{0}@{1}:{2}/{3}", self.username, self.address, self.port, self.name
+            "postgresql://{0}@{1}:{2}/{3}", username, self.address, self.port, self.name
         )
+
+
+def migrate_environment(
+    settings: StackSettings, database: DatabaseEndpoint, master_username: str
+) -> dict[str, pulumi.Input[str]]:
+    """The one-shot migration container's variables: the master user, whose password ECS
+    injects from the RDS-managed secret when the container starts (so a rotation is picked
+    up at the next start, and no long-lived process holds it)."""
+    return {
+        "DATABASE_URL": database.url(master_username),
+        "PGSSLMODE": "require",
+        "EVENTFORGE_DATABASE_AUTH": "password",
+        "AWS_REGION": settings.region,
+        "EVENTFORGE_DATA_DIR": DATA_DIR,
+        "EVENTFORGE_SPAN_FILE_ENABLED": "false",
+    }
 
 
 def process_environment(
     settings: StackSettings,
     database: DatabaseEndpoint,
     service: ServiceName,
-    role: Role | None,
+    roles: Sequence[Role] | None,
+    account_id: str,
 ) -> dict[str, pulumi.Input[str]]:
-    """The variables of one process (`role` None: the service's Lambda consumer)."""
+    """The variables of one process (`roles` None: the service's Lambda consumer).
+
+    Every process logs in as its service's own database role with an RDS IAM token made for
+    each new connection (no password to inject, nothing for a rotation to break).
+    """
     environment: dict[str, pulumi.Input[str]] = {
-        "DATABASE_URL": database.url(),
+        "DATABASE_URL": database.url(database_role(service)),
         "PGSSLMODE": "require",
+        "EVENTFORGE_DATABASE_AUTH": "iam",
         "AWS_REGION": settings.region,
+        "EVENTFORGE_AWS_ACCOUNT_ID": account_id,
         "EVENTFORGE_NAME_PREFIX": settings.name_prefix,
         "EVENTFORGE_DATA_DIR": DATA_DIR,
         # Spans go to OTLP (otelExporterEndpoint); a span file would only fill the task's disk.
@@ -58,10 +84,12 @@ def process_environment(
         "OTEL_SERVICE_NAME": f"eventforge-{service}",
         "OTEL_RESOURCE_ATTRIBUTES": (
             f"deployment.environment={settings.stack},service.namespace=eventforge,"
-            f"eventforge.role={role or 'lambda-consumer'}"
+            f"eventforge.role={'+'.join(roles) if roles else 'lambda-consumer'}"
         ),
-        **_addresses(settings.name_prefix, service if role == "api" else None),
+        **_addresses(settings.name_prefix, service if roles and "api" in roles else None),
     }
+    if roles and "api" in roles:
+        environment["EVENTFORGE_HEALTH_HTTP_ADDR"] = f"{BIND_ALL}:{HEALTH_HTTP_PORT}"
     if settings.grpc_mtls:
         # The certificate itself comes as EVENTFORGE_TLS_BUNDLE, from its secret.
         environment["EVENTFORGE_AUTHZ_CLIENTS"] = ",".join(settings.grpc_clients)
@@ -69,7 +97,7 @@ def process_environment(
         environment["EVENTFORGE_NOTIFIER_EMAIL_SENDER"] = settings.email_sender
     if settings.otel_exporter_endpoint:
         environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = settings.otel_exporter_endpoint
-    if role is None:
+    if roles is None:
         environment = {k: v for k, v in environment.items() if k not in LAMBDA_RESERVED}
         environment["EVENTFORGE_SERVICE"] = service
     return environment

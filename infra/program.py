@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_aws as aws
 
+from eventforge.runtime.db import database_role
 from eventforge.runtime.settings import SERVICES, ServiceName
 from eventforge.topology import TOPOLOGY, Topic, Topology
 from infra.access import ServiceResources
@@ -16,14 +18,23 @@ from infra.components.alerts import AlertsTopic, AlertsTopicArgs
 from infra.components.buckets import Buckets, BucketsArgs
 from infra.components.certificates import Certificates, CertificatesArgs
 from infra.components.database import Database, DatabaseArgs
-from infra.components.lambda_consumer import ConsumedQueue
-from infra.components.network import Network, NetworkArgs
+from infra.components.ingress import Ingress, IngressArgs
+from infra.components.lambda_consumer import ConsumedQueue, lambda_visibility_timeout
+from infra.components.network import HTTPS, Network, NetworkArgs
 from infra.components.platform import Placement, Platform, PlatformArgs
 from infra.components.queue import ServiceQueue, ServiceQueueArgs
-from infra.components.service import Service, ServiceArgs
+from infra.components.service import EnvironmentOf, Service, ServiceArgs
 from infra.components.topic import EventTopic, EventTopicArgs
 from infra.config import Role, StackSettings
-from infra.environment import DatabaseEndpoint, grpc_port, process_environment
+from infra.environment import (
+    HEALTH_HTTP_PORT,
+    DatabaseEndpoint,
+    grpc_port,
+    migrate_environment,
+    process_environment,
+)
+
+ECS_ARCHITECTURES = {"arm64": "ARM64", "x86_64": "X86_64"}
 
 
 @dataclass(frozen=True)
@@ -49,13 +60,19 @@ def service_roles(topology: Topology, service: ServiceName) -> tuple[Role, ...]:
 
 
 def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutputs:
-    """Declare every resource of the stack; the topology decides topics, queues and buckets."""
+    """Declare every resource of the stack; the topology decides topics, queues and buckets.
+
+    Without `imageTag` this is the backbone phase: everything but what runs an image (tasks,
+    functions), so that the image repositories exist before anything pulls from them.
+    """
     topology.validate()
     idle = sorted(s for s in settings.lambda_consumers if not topology.queues_consumed_by(s))
     if idle:
         raise ValueError(f"lambdaConsumers {idle} consume no queue")
-    names = topology.resolve(settings.name_prefix)
-    account_id = aws.get_caller_identity_output().account_id
+    # A plain (not Output) value: bucket names are qualified by it, and a missing account
+    # (no credentials) fails here, loudly, before any resource is declared.
+    account_id = aws.get_caller_identity().account_id
+    names = topology.resolve(settings.name_prefix, account_id=account_id, region=settings.region)
     partition = aws.get_partition_output().partition
 
     alerts = AlertsTopic(
@@ -81,6 +98,9 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
         )
         for topic in topology.topics
     }
+    lambda_queues = {
+        q.name for s in settings.lambda_consumers for q in topology.queues_consumed_by(s)
+    }
     queues = {
         queue.name: ServiceQueue(
             f"queue-{queue.name}",
@@ -95,6 +115,11 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                 alerts_topic_arn=alerts.arn,
                 dlq_depth_threshold=settings.alarms.dlq_depth,
                 oldest_message_age_seconds=settings.alarms.oldest_message_age_seconds,
+                visibility_timeout_seconds=(
+                    lambda_visibility_timeout(queue.visibility_timeout_seconds)
+                    if queue.name in lambda_queues
+                    else queue.visibility_timeout_seconds
+                ),
             ),
         )
         for queue in topology.queues
@@ -110,6 +135,7 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             noncurrent_version_days=settings.noncurrent_version_days,
         ),
     )
+    otlp_port = _otlp_port(settings.otel_exporter_endpoint)
     network = Network(
         "network",
         NetworkArgs(
@@ -119,7 +145,9 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             az_count=settings.network.az_count,
             availability_zones=aws.get_availability_zones_output(state="available").names,
             grpc_ports=[grpc_port(service) for service in SERVICES],
-            nat_gateway=settings.network.nat_gateway,
+            egress=settings.network.egress,
+            vpc_endpoints=settings.network.vpc_endpoints,
+            egress_ports=() if otlp_port is None else (otlp_port,),
         ),
     )
     database = Database(
@@ -132,7 +160,27 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             services_security_group_id=network.services_security_group_id,
         ),
     )
-    platform = Platform("platform", PlatformArgs(settings.name_prefix, network.vpc_id))
+    platform = Platform(
+        "platform",
+        PlatformArgs(settings.name_prefix, network.vpc_id, settings.container_insights),
+    )
+    ingress = (
+        None
+        if settings.ingress is None
+        else Ingress(
+            "ingress",
+            IngressArgs(
+                name_prefix=settings.name_prefix,
+                vpc_id=network.vpc_id,
+                subnet_ids=network.private_subnet_ids,
+                settings=settings.ingress,
+                services_security_group_id=network.services_security_group_id,
+                grpc_ports={service: grpc_port(service) for service in SERVICES},
+                health_port=HEALTH_HTTP_PORT,
+            ),
+        )
+    )
+    ses_identity = aws.sesv2.EmailIdentity("ses-identity", email_identity=settings.ses_identity)
     placement = Placement(
         name_prefix=settings.name_prefix,
         region=settings.region,
@@ -141,10 +189,13 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
         cluster_arn=platform.cluster_arn,
         cluster_name=platform.cluster_name,
         namespace_id=platform.namespace_id,
-        subnet_ids=network.private_subnet_ids,
+        subnet_ids=network.task_subnet_ids,
+        assign_public_ip=network.assign_public_ip,
         security_group_id=network.services_security_group_id,
         log_retention_days=settings.log_retention_days,
         database_secret_arn=database.secret_arn,
+        cpu_architecture=ECS_ARCHITECTURES[settings.architecture],
+        function_subnet_ids=network.private_subnet_ids,
     )
     certificates = (
         Certificates(
@@ -153,69 +204,68 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                 name_prefix=settings.name_prefix,
                 namespace=platform.namespace_name,
                 clients=settings.grpc_clients,
+                load_balancer_dns_name=None if ingress is None else ingress.dns_name,
             ),
         )
         if settings.grpc_mtls
         else None
     )
     endpoint = DatabaseEndpoint(
-        address=database.address,
-        port=database.port,
-        name=database.database_name,
-        username=database.username,
+        address=database.address, port=database.port, name=database.database_name
     )
-    ses_identity_arn = pulumi.Output.format(
-        "arn:{0}:ses:{1}:{2}:identity/{3}",
-        partition,
-        settings.region,
-        account_id,
-        settings.ses_identity,
-    )
+    migrate_env = migrate_environment(settings, endpoint, database.master_username)
     services: dict[ServiceName, Service] = {}
     for service in SERVICES:
         published = _published_topic(topology, service)
         consumed = topology.queues_consumed_by(service)
-        roles = service_roles(topology, service)
         services[service] = Service(
             service,
             ServiceArgs(
                 service=service,
-                roles=roles,
+                roles=service_roles(topology, service),
                 sizes=settings.roles,
                 image_tag=settings.image_tag,
+                combined=settings.combined_roles,
                 placement=placement,
-                environments={
-                    role: process_environment(settings, endpoint, service, role) for role in roles
-                },
+                environment_of=_environment_of(settings, endpoint, service, account_id),
+                migrate_environment=migrate_env,
                 resources=ServiceResources(
                     service=service,
                     topic_arn=None if published is None else topics[published.name].arn,
                     topic_key_arn=None if published is None else topics[published.name].key_arn,
                     queue_arns=[queues[q.name].arn for q in consumed],
                     bucket_arns=buckets.arns,
-                    ses_identity_arn=ses_identity_arn,
+                    ses_identity_arn=ses_identity.arn,
+                    database_user_arn=pulumi.Output.format(
+                        "arn:{0}:rds-db:{1}:{2}:dbuser:{3}/{4}",
+                        partition,
+                        settings.region,
+                        account_id,
+                        database.resource_id,
+                        database_role(service),
+                    ),
                 ),
                 queues=[
                     ConsumedQueue(
                         arn=queues[q.name].arn,
                         name=queues[q.name].queue_name,
-                        visibility_timeout_seconds=q.visibility_timeout_seconds,
+                        visibility_timeout_seconds=queues[q.name].visibility_timeout_seconds,
                     )
                     for q in consumed
                 ],
                 grpc_port=grpc_port(service),
-                lambda_consumer_environment=(
-                    process_environment(settings, endpoint, service, None)
-                    if service in settings.lambda_consumers
-                    else None
-                ),
+                on_lambda=service in settings.lambda_consumers,
                 tls_secret_arn=None if certificates is None else certificates.secret_arns[service],
+                target_group_arn=None if ingress is None else ingress.target_group_arns[service],
+                listener=None if ingress is None else ingress.listeners[service],
             ),
         )
     return StackOutputs(
         {
             "region": settings.region,
             "namePrefix": settings.name_prefix,
+            "phase": "backbone" if settings.image_tag is None else "services",
+            "imageTag": settings.image_tag,
             "vpcId": network.vpc_id,
             "clusterName": platform.cluster_name,
             "serviceDiscoveryNamespace": platform.namespace_name,
@@ -227,6 +277,20 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             "databaseAddress": database.address,
             "databaseSecretArn": database.secret_arn,
             "lambdaConsumers": sorted(settings.lambda_consumers),
+            # Where internal clients dial each API (host:port), through the load balancer.
+            "grpcEndpoints": (
+                {}
+                if ingress is None
+                else {
+                    s: pulumi.Output.concat(ingress.dns_name, f":{grpc_port(s)}") for s in SERVICES
+                }
+            ),
+            "endpointServiceName": None if ingress is None else ingress.endpoint_service_name,
+            "sesIdentity": settings.ses_identity,
+            # The DNS records (CNAME) that verify a domain identity; none for an address.
+            "sesDkimRecords": ses_identity.dkim_signing_attributes.apply(
+                lambda attributes: _dkim_records(settings.ses_identity, attributes)
+            ),
             # Public: clients outside the stack trust the APIs' certificates with it.
             "grpcCaCertificate": None if certificates is None else certificates.ca_cert_pem,
             # The clients' certificates and keys, for whoever may read these secrets.
@@ -237,6 +301,32 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             ),
         }
     )
+
+
+def _environment_of(
+    settings: StackSettings, endpoint: DatabaseEndpoint, service: ServiceName, account_id: str
+) -> EnvironmentOf:
+    def environment(roles: Sequence[Role] | None) -> dict[str, pulumi.Input[str]]:
+        return process_environment(settings, endpoint, service, roles, account_id)
+
+    return environment
+
+
+def _dkim_records(
+    identity: str, attributes: aws.sesv2.outputs.EmailIdentityDkimSigningAttributes | None
+) -> list[str]:
+    """`<name> CNAME <value>` for each Easy DKIM token SES hands out for a domain."""
+    tokens = [] if attributes is None or "@" in identity else list(attributes.tokens or [])
+    return [f"{token}._domainkey.{identity} CNAME {token}.dkim.amazonses.com" for token in tokens]
+
+
+def _otlp_port(endpoint: str | None) -> int | None:
+    """The port tasks export spans to, when it is not HTTPS's (OTLP/gRPC's 4317, say)."""
+    if not endpoint:
+        return None
+    url = urlsplit(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return None if port == HTTPS else port
 
 
 def _published_topic(topology: Topology, service: ServiceName) -> Topic | None:

@@ -32,6 +32,8 @@ class CertificatesArgs:
     namespace: str
     """The Cloud Map domain: a service's certificate also names `<service>.<namespace>`."""
     clients: Sequence[str]
+    load_balancer_dns_name: pulumi.Input[str] | None = None
+    """With ingress: every service's certificate also names the load balancer clients dial."""
 
 
 def tls_secret_name(name_prefix: str, identity: str) -> str:
@@ -73,7 +75,9 @@ class Certificates(pulumi.ComponentResource):
                 private_key_pem=key.private_key_pem,
                 subject=tls.CertRequestSubjectArgs(common_name=identity, organization="EventForge"),
                 # The container health check dials its own API on loopback.
-                dns_names=[*hosts, "localhost"] if hosts else [],
+                dns_names=(
+                    [*hosts, "localhost", *_also(args.load_balancer_dns_name)] if hosts else []
+                ),
                 ip_addresses=["127.0.0.1"] if hosts else [],
                 opts=child,
             )
@@ -114,3 +118,7 @@ class Certificates(pulumi.ComponentResource):
         self.secret_arns = secret_arns
         self.ca_cert_pem = ca.cert_pem
         self.register_outputs({"secret_arns": secret_arns, "ca_cert_pem": ca.cert_pem})
+
+
+def _also(name: pulumi.Input[str] | None) -> list[pulumi.Input[str]]:
+    return [] if name is None else [name]

@@ -13,7 +13,8 @@ from infra.config import DatabaseSettings
 POSTGRES_PORT = 5432
 DATABASE_NAME = "eventforge"
 MASTER_USERNAME = "eventforge"
-"""Every service uses its own schema in the one database (see `eventforge.runtime.db`)."""
+"""Used only by the migration step, which creates each service's own role (`database_role`);
+every service then owns its own schema in the one database."""
 
 
 @dataclass
@@ -31,16 +32,19 @@ class DatabaseArgs:
 class Database(pulumi.ComponentResource):
     """The instance, its subnet group, parameter group and security group.
 
-    `manage_master_user_password` makes RDS generate the password and keep it in a Secrets
-    Manager secret it rotates: no password is ever an input, in the state, or an output. Tasks
-    get it injected from the secret; only the secret's ARN leaves this component.
+    `manage_master_user_password` makes RDS generate the master password and keep it in a
+    Secrets Manager secret it rotates every 7 days: no password is ever an input, in the state,
+    or an output, and only the secret's ARN leaves this component. IAM database authentication
+    lets each service's role log in with a short-lived token instead of a password.
     """
 
     address: pulumi.Output[str]
     port: pulumi.Output[int]
     secret_arn: pulumi.Output[str]
+    resource_id: pulumi.Output[str]
+    """The instance's `DbiResourceId`, which `rds-db:connect` grants name."""
     database_name: str = DATABASE_NAME
-    username: str = MASTER_USERNAME
+    master_username: str = MASTER_USERNAME
 
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
@@ -103,6 +107,7 @@ class Database(pulumi.ComponentResource):
             db_name=DATABASE_NAME,
             username=MASTER_USERNAME,
             manage_master_user_password=True,
+            iam_database_authentication_enabled=True,
             db_subnet_group_name=subnet_group.name,
             parameter_group_name=parameters.name,
             vpc_security_group_ids=[security_group.id],
@@ -121,8 +126,14 @@ class Database(pulumi.ComponentResource):
         self.address = instance.address
         self.port = instance.port
         self.secret_arn = instance.master_user_secrets.apply(_secret_arn)
+        self.resource_id = instance.resource_id
         self.register_outputs(
-            {"address": self.address, "port": self.port, "secret_arn": self.secret_arn}
+            {
+                "address": self.address,
+                "port": self.port,
+                "secret_arn": self.secret_arn,
+                "resource_id": self.resource_id,
+            }
         )
 
 

@@ -20,6 +20,11 @@ LAMBDA_ENTRY_POINT = ("/app/.venv/bin/python", "-m", "awslambdaric")
 BATCH_SIZE = 10
 BATCHING_WINDOW_SECONDS = 1
 MIN_CONCURRENCY = 2  # the lowest maximum concurrency SQS event sources accept
+TIMEOUT_SECONDS = 30
+"""The function's timeout: a batch, then the dispatch it queued (emails, webhooks)."""
+VISIBILITY_PER_TIMEOUT = 6
+"""AWS advises a queue's visibility timeout of at least six times its function's timeout, so a
+batch that Lambda retries after a throttle or a timeout is not received twice at once."""
 HOUSEKEEPING_SCHEDULE = "rate(1 minute)"
 """How often EventBridge invokes the function for the worker's housekeeping (sweeps, retries)."""
 
@@ -74,18 +79,13 @@ class LambdaConsumer(pulumi.ComponentResource):
         role = service_role(
             f"{name}-role",
             principal="lambda.amazonaws.com",
-            grants=lambda_grants(
-                args.resources, log_group.arn, placement.database_secret_arn, args.tls_secret_arn
-            ),
+            grants=lambda_grants(args.resources, log_group.arn, args.tls_secret_arn),
             account_id=None,
             parent=self,
         )
-        environment = {
-            **args.environment,
-            # No secret injection in Lambda: the handler fetches its secrets itself.
-            "EVENTFORGE_DATABASE_SECRET_ARN": placement.database_secret_arn,
-        }
+        environment = dict(args.environment)
         if args.tls_secret_arn is not None:
+            # No secret injection in Lambda: the handler fetches its certificate itself.
             environment["EVENTFORGE_TLS_SECRET_ARN"] = args.tls_secret_arn
         function = aws.lambda_.Function(
             name,
@@ -98,13 +98,13 @@ class LambdaConsumer(pulumi.ComponentResource):
                 working_directory="/app",
             ),
             role=role.role.arn,
-            architectures=["x86_64"],
+            # Lambda names the architectures arm64 and x86_64, ECS ARM64 and X86_64.
+            architectures=[placement.cpu_architecture.lower()],
             memory_size=args.size.memory,
-            # SQS refuses a mapping whose function may outlive the queue's visibility timeout.
-            timeout=min(q.visibility_timeout_seconds for q in args.queues),
+            timeout=_timeout(args.queues),
             environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
             vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=list(placement.subnet_ids),
+                subnet_ids=list(placement.function_subnet_ids),
                 security_group_ids=[placement.security_group_id],
             ),
             logging_config=aws.lambda_.FunctionLoggingConfigArgs(
@@ -147,6 +147,21 @@ class LambdaConsumer(pulumi.ComponentResource):
         )
         self.function_arn = function.arn
         self.register_outputs({"function_arn": self.function_arn})
+
+
+def lambda_visibility_timeout(declared_seconds: int) -> int:
+    """A queue's visibility timeout under a Lambda consumer: at least 6 times its timeout."""
+    return max(declared_seconds, VISIBILITY_PER_TIMEOUT * TIMEOUT_SECONDS)
+
+
+def _timeout(queues: Sequence[ConsumedQueue]) -> int:
+    shortest = min(q.visibility_timeout_seconds for q in queues)
+    if shortest < VISIBILITY_PER_TIMEOUT * TIMEOUT_SECONDS:
+        raise ValueError(
+            f"a Lambda-consumed queue's visibility timeout ({shortest} s) is under "
+            f"{VISIBILITY_PER_TIMEOUT} times the function's {TIMEOUT_SECONDS} s"
+        )
+    return TIMEOUT_SECONDS
 
 
 def consumer_function_name(name_prefix: str, service: ServiceName) -> str:

@@ -15,6 +15,8 @@ class PlatformArgs:
 
     name_prefix: str
     vpc_id: pulumi.Input[str]
+    container_insights: bool = False
+    """Per-task metrics in CloudWatch (billed per metric): prod's, not dev's."""
 
 
 @dataclass
@@ -29,9 +31,16 @@ class Placement:
     cluster_name: pulumi.Input[str]
     namespace_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
+    """The tasks' subnets: private behind NAT gateways, public with `egress: public`."""
+    assign_public_ip: bool
     security_group_id: pulumi.Input[str]
     log_retention_days: int
     database_secret_arn: pulumi.Input[str]
+    """The RDS-managed master secret: injected into migration containers only."""
+    cpu_architecture: str
+    """ECS's name of the image's architecture: ARM64 or X86_64."""
+    function_subnet_ids: Sequence[pulumi.Input[str]] = ()
+    """Lambda consumers' subnets: always private (a function never gets a public IP)."""
 
 
 class Platform(pulumi.ComponentResource):
@@ -50,7 +59,12 @@ class Platform(pulumi.ComponentResource):
         cluster = aws.ecs.Cluster(
             f"{name}-cluster",
             name=args.name_prefix,
-            settings=[aws.ecs.ClusterSettingArgs(name="containerInsights", value="enabled")],
+            settings=[
+                aws.ecs.ClusterSettingArgs(
+                    name="containerInsights",
+                    value="enabled" if args.container_insights else "disabled",
+                )
+            ],
             opts=child,
         )
         self.namespace_name = namespace_name(args.name_prefix)

@@ -25,6 +25,8 @@ class ServiceQueueArgs:
     alerts_topic_arn: pulumi.Input[str]
     dlq_depth_threshold: int
     oldest_message_age_seconds: int
+    visibility_timeout_seconds: int
+    """The topology's, or longer when a Lambda function consumes the queue."""
 
 
 class ServiceQueue(pulumi.ComponentResource):
@@ -34,6 +36,7 @@ class ServiceQueue(pulumi.ComponentResource):
     url: pulumi.Output[str]
     queue_name: pulumi.Output[str]
     dlq_arn: pulumi.Output[str]
+    visibility_timeout_seconds: int
 
     def __init__(
         self, name: str, args: ServiceQueueArgs, opts: pulumi.ResourceOptions | None = None
@@ -51,7 +54,7 @@ class ServiceQueue(pulumi.ComponentResource):
         queue = aws.sqs.Queue(
             name,
             name=args.queue.name,
-            visibility_timeout_seconds=spec.visibility_timeout_seconds,
+            visibility_timeout_seconds=args.visibility_timeout_seconds,
             message_retention_seconds=spec.retention_seconds,
             sqs_managed_sse_enabled=True,
             redrive_policy=dlq.arn.apply(
@@ -113,6 +116,7 @@ class ServiceQueue(pulumi.ComponentResource):
             parent=self,
         )
         self.arn = queue.arn
+        self.visibility_timeout_seconds = args.visibility_timeout_seconds
         self.url = queue.url
         self.queue_name = queue.name
         self.dlq_arn = dlq.arn

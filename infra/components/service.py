@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -26,6 +26,10 @@ UNTAGGED_IMAGE_DAYS = 14
 LAMBDA_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 
+EnvironmentOf = Callable[[Sequence[Role] | None], Mapping[str, pulumi.Input[str]]]
+"""The variables of a process running these roles (None: the Lambda consumer)."""
+
+
 @dataclass
 class ServiceArgs:
     """A service's roles, sizes, environments, queues and the ARNs its grants name."""
@@ -34,16 +38,34 @@ class ServiceArgs:
     roles: Sequence[Role]
     """The roles the service runs: api, plus worker if it consumes, relay if it publishes."""
     sizes: Mapping[Role, RoleSize]
-    image_tag: str
+    image_tag: str | None
+    """None: the backbone phase — the image repository only, nothing that runs an image."""
+    combined: bool
+    """One ECS service runs every role (sized as `api`); else one ECS service per role."""
     placement: Placement
-    environments: Mapping[Role, Mapping[str, pulumi.Input[str]]]
+    environment_of: EnvironmentOf
+    migrate_environment: Mapping[str, pulumi.Input[str]]
     resources: ServiceResources
     queues: Sequence[ConsumedQueue]
     grpc_port: int
-    lambda_consumer_environment: Mapping[str, pulumi.Input[str]] | None = None
-    """Set: the worker runs as a Lambda function with this environment, not on ECS."""
+    on_lambda: bool = False
+    """The worker runs as a Lambda function, not on ECS."""
     tls_secret_arn: pulumi.Input[str] | None = None
     """With mTLS on: the secret with the service's certificate bundle."""
+    target_group_arn: pulumi.Input[str] | None = None
+    """With ingress: the load balancer's target group of the API."""
+    listener: pulumi.Resource | None = None
+    """With ingress: the listener the target group must be attached to first."""
+
+
+def process_layout(
+    service: ServiceName, roles: Sequence[Role], *, combined: bool, on_lambda: bool
+) -> list[tuple[str, tuple[Role, ...]]]:
+    """The ECS services of one service: (name, the roles it runs)."""
+    on_ecs = tuple(r for r in roles if not (r == "worker" and on_lambda))
+    if combined:
+        return [(service, on_ecs)]
+    return [(f"{service}-{role}", (role,)) for role in on_ecs]
 
 
 class Service(pulumi.ComponentResource):
@@ -75,51 +97,71 @@ class Service(pulumi.ComponentResource):
             policy=json.dumps({"rules": [_expire_untagged_images()]}),
             opts=child,
         )
-        image = pulumi.Output.concat(repository.repository_url, ":", args.image_tag)
-        on_lambda = args.lambda_consumer_environment is not None
-        for role in args.roles:
-            if role == "worker" and on_lambda:
-                continue
-            ServiceProcess(
-                f"{name}-{role}",
+        self.repository_url = repository.repository_url
+        if args.image_tag is not None:
+            self._compute(name, args, repository, args.image_tag)
+        self.register_outputs({"repository_url": self.repository_url})
+
+    def _compute(
+        self, name: str, args: ServiceArgs, repository: aws.ecr.Repository, image_tag: str
+    ) -> None:
+        """The ECS services (and the Lambda consumer) that run `repository:image_tag`."""
+        child = pulumi.ResourceOptions(parent=self)
+        placement = args.placement
+        image = pulumi.Output.concat(repository.repository_url, ":", image_tag)
+        api: ServiceProcess | None = None
+        layout = process_layout(
+            args.service, args.roles, combined=args.combined, on_lambda=args.on_lambda
+        )
+        for process, roles in layout:
+            serves = "api" in roles
+            only_worker = roles == ("worker",)
+            started = ServiceProcess(
+                f"{name}-{process.removeprefix(args.service).strip('-') or 'all'}",
                 ServiceProcessArgs(
                     service=args.service,
-                    role=role,
-                    size=args.sizes[role],
+                    process=process,
+                    roles=roles,
+                    size=args.sizes["api" if args.combined else roles[0]],
                     image=image,
                     repository_arn=repository.arn,
                     placement=placement,
-                    environment=args.environments[role],
-                    grants=task_grants(args.resources, role),
-                    grpc_port=args.grpc_port if role == "api" else None,
-                    scaling_queue_names=[q.name for q in args.queues] if role == "worker" else (),
+                    environment=args.environment_of(roles),
+                    migrate_environment=args.migrate_environment,
+                    grants=task_grants(args.resources, roles),
+                    grpc_port=args.grpc_port if serves else None,
+                    target_group_arn=args.target_group_arn if serves else None,
+                    scaling_queue_names=[q.name for q in args.queues] if only_worker else (),
                     tls_secret_arn=args.tls_secret_arn,
+                    depends_on=[args.listener] if serves and args.listener is not None else [],
                 ),
                 opts=child,
             )
-        if args.lambda_consumer_environment is not None:
+            if serves:
+                api = started
+        if args.on_lambda:
             policy = aws.ecr.RepositoryPolicy(
                 f"{name}-repository-lambda-pull",
                 repository=repository.name,
                 policy=_lambda_pull_policy(placement, args.service),
                 opts=child,
             )
+            # The API's deployment ran the migrations: the function starts on a schema at head.
+            ready = [] if api is None else [api.ecs_service]
             LambdaConsumer(
                 f"{name}-consumer",
                 LambdaConsumerArgs(
                     service=args.service,
                     image=image,
                     placement=placement,
-                    environment=args.lambda_consumer_environment,
+                    environment=args.environment_of(None),
                     resources=args.resources,
                     queues=args.queues,
                     size=args.sizes["worker"],
                     tls_secret_arn=args.tls_secret_arn,
                 ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, *ready]),
             )
-        self.repository_url = repository.repository_url
-        self.register_outputs({"repository_url": self.repository_url})
 
 
 def _expire_untagged_images() -> dict[str, object]:

@@ -27,24 +27,36 @@ class EventTopicArgs:
     `cloudwatch.amazonaws.com` (alarm actions)."""
 
 
-class EventTopic(pulumi.ComponentResource):
-    """An SNS topic with a customer-managed KMS key.
+AWS_MANAGED_KEY = "alias/aws/sns"
 
-    Not `alias/aws/sns`: the AWS-managed key's policy cannot be changed, so S3 notifications and
-    CloudWatch alarm actions could never publish into the topic (they need kms:GenerateDataKey
-    and kms:Decrypt on the key). A key of our own lets its policy name exactly those services,
-    and lets IAM grant each relay the use of its own topic's key only.
+
+class EventTopic(pulumi.ComponentResource):
+    """An encrypted SNS topic: with SNS's AWS-managed key, or a key of its own where needed.
+
+    The AWS-managed key (free) serves topics that only our relays publish into: its policy lets
+    any principal of the account that may publish use it through SNS. Its policy cannot be
+    changed, though, so S3 notifications and CloudWatch alarm actions could never publish into
+    such a topic (they need kms:GenerateDataKey and kms:Decrypt on the key): a topic with
+    `service_publishers` gets a customer-managed key ($1 a month) whose policy names exactly
+    those services.
     """
 
     arn: pulumi.Output[str]
     topic_name: pulumi.Output[str]
-    key_arn: pulumi.Output[str]
+    key_arn: pulumi.Output[str] | None
+    """The customer-managed key, None with the AWS-managed one."""
 
     def __init__(
         self, name: str, args: EventTopicArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("eventforge:infra:EventTopic", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        if not args.service_publishers:
+            topic = aws.sns.Topic(
+                name, name=args.name, kms_master_key_id=AWS_MANAGED_KEY, opts=child
+            )
+            self._outputs(topic, None)
+            return
         key = aws.kms.Key(
             f"{name}-key",
             description=pulumi.Output.concat("Encrypts SNS topic ", args.name),
@@ -60,9 +72,12 @@ class EventTopic(pulumi.ComponentResource):
             opts=child,
         )
         topic = aws.sns.Topic(name, name=args.name, kms_master_key_id=key.arn, opts=child)
+        self._outputs(topic, key.arn)
+
+    def _outputs(self, topic: aws.sns.Topic, key_arn: pulumi.Output[str] | None) -> None:
         self.arn = topic.arn
         self.topic_name = topic.name
-        self.key_arn = key.arn
+        self.key_arn = key_arn
         self.register_outputs(
             {"arn": self.arn, "topic_name": self.topic_name, "key_arn": self.key_arn}
         )

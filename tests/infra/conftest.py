@@ -25,7 +25,7 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from eventforge.topology import TOPOLOGY, ResolvedTopology
-from tests.infra.cloud import MockCloud
+from tests.infra.cloud import ACCOUNT, MockCloud
 
 ROOT = Path(__file__).resolve().parents[2]
 _AWS_MODULES = (
@@ -46,6 +46,8 @@ _AWS_MODULES = (
 )
 STACKS = ("dev", "staging", "prod")
 PROJECT = "eventforge"
+IMAGE_TAG = "0.1.0"
+"""The tag `deploy` builds the services phase with (the stack files leave it unset)."""
 
 # The runtime needs mocks (and with them the root stack resource) before the program loads.
 pulumi.runtime.set_mocks(MockCloud("us-east-1"), project=PROJECT, stack="dev", preview=False)
@@ -102,7 +104,9 @@ class Deployment:
     @property
     def names(self) -> ResolvedTopology:
         """The physical names the topology declares for this stack's prefix."""
-        return TOPOLOGY.resolve(self.settings.name_prefix)
+        return TOPOLOGY.resolve(
+            self.settings.name_prefix, account_id=ACCOUNT, region=self.settings.region
+        )
 
     def settled(self, check: Callable[[], None]) -> pulumi.Output[None]:
         """Run `check` once every resource of the stack is registered with the mocks."""
@@ -153,10 +157,13 @@ def created_resources() -> list[pulumi.Resource]:
 
 @pytest.fixture
 def deploy() -> Deploy:
-    """Build a stack on fresh mocks: `deploy("prod", {"eventforge:key": value or None})`."""
+    """Build a stack on fresh mocks: `deploy("prod", {"eventforge:key": value or None})`.
+
+    The services phase (with IMAGE_TAG) unless the overrides unset `eventforge:imageTag`.
+    """
 
     def run(stack: str, overrides: Mapping[str, Any] | None = None) -> Deployment:
-        cloud = configure_stack(stack, overrides)
+        cloud = configure_stack(stack, {"eventforge:imageTag": IMAGE_TAG, **(overrides or {})})
         settings = load_settings()
         outputs = build(settings)
         return Deployment(settings, cloud, outputs, created_resources())

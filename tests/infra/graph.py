@@ -48,6 +48,13 @@ SECRET_VERSION = "aws:secretsmanager/secretVersion:SecretVersion"
 EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
 EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
 LAMBDA_PERMISSION = "aws:lambda/permission:Permission"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+LISTENER = "aws:lb/listener:Listener"
+ENDPOINT_SERVICE = "aws:ec2/vpcEndpointService:VpcEndpointService"
+EMAIL_IDENTITY = "aws:sesv2/emailIdentity:EmailIdentity"
+ROUTE = "aws:ec2/route:Route"
+CLUSTER = "aws:ecs/cluster:Cluster"
 CERTIFICATE = "tls:index/locallySignedCert:LocallySignedCert"
 CERT_REQUEST = "tls:index/certRequest:CertRequest"
 SELF_SIGNED = "tls:index/selfSignedCert:SelfSignedCert"
@@ -110,11 +117,21 @@ def grants(cloud: MockCloud, role_name: str) -> dict[str, set[str]]:
     return granted
 
 
+def containers(record: Record) -> list[dict[str, Any]]:
+    """A task definition's container definitions, in order."""
+    definitions: list[dict[str, Any]] = json.loads(record.inputs["containerDefinitions"])
+    return definitions
+
+
 def container(record: Record) -> dict[str, Any]:
-    """The single container definition of a task definition."""
-    definitions = json.loads(record.inputs["containerDefinitions"])
-    assert len(definitions) == 1
-    definition: dict[str, Any] = definitions[0]
+    """The service's own (essential) container of a task definition."""
+    [definition] = [c for c in containers(record) if c["essential"]]
+    return definition
+
+
+def migrate_container(record: Record) -> dict[str, Any]:
+    """The one-shot migration container of a task definition."""
+    [definition] = [c for c in containers(record) if c["name"] == "migrate"]
     return definition
 
 

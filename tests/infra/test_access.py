@@ -8,6 +8,7 @@ from __future__ import annotations
 import pulumi
 import pytest
 
+from eventforge.runtime.db import database_role
 from eventforge.runtime.settings import SERVICES, ServiceName
 from eventforge.topology import TOPOLOGY
 from infra.access import SQS_CONSUMER_ACTIONS
@@ -17,7 +18,7 @@ from tests.infra.conftest import Deploy, Deployment
 from tests.infra.graph import (
     BUCKET,
     DB,
-    KEY,
+    EMAIL_IDENTITY,
     LOG_GROUP,
     QUEUE,
     REPOSITORY,
@@ -40,7 +41,13 @@ def _objects(deployment: Deployment, bucket: str, prefix: str = "") -> str:
     return f"{arn}/{prefix}*"
 
 
-@pytest.mark.parametrize("stack", ["dev", "staging"])
+def _login(deployment: Deployment, service: ServiceName) -> dict[str, set[str]]:
+    [database] = deployment.cloud.of_type(DB)
+    user = f"arn:aws:rds-db:{deployment.settings.region}:{ACCOUNT}:dbuser:"
+    return {"rds-db:connect": {f"{user}{database.state['resourceId']}/{database_role(service)}"}}
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
 @pulumi.runtime.test
 def test_task_roles_grant_exactly_what_each_role_does(
     deploy: Deploy, stack: str
@@ -52,11 +59,11 @@ def test_task_roles_grant_exactly_what_each_role_does(
     def check() -> None:
         for service in SERVICES:
             topic = cloud.by_state(TOPIC, "name", deployment.names.topics[service])
-            key = cloud.by_state(KEY, "arn", topic.inputs["kmsMasterKeyId"])
+            # Relays publish into topics under SNS's AWS-managed key: no key grant needed.
+            assert topic.inputs["kmsMasterKeyId"] == "alias/aws/sns"
             assert grants(cloud, f"{service}-relay-task") == {
                 "sns:Publish": {topic.state["arn"]},
-                "kms:GenerateDataKey": {key.state["arn"]},
-                "kms:Decrypt": {key.state["arn"]},
+                **_login(deployment, service),
             }
             worker = (
                 f"{service}-consumer-role" if service in on_lambda else f"{service}-worker-task"
@@ -64,11 +71,13 @@ def test_task_roles_grant_exactly_what_each_role_does(
             worker_grants = grants(cloud, worker)
             for action in SQS_CONSUMER_ACTIONS:
                 assert worker_grants[action] == _queue_arns(deployment, service), (worker, action)
-        assert grants(cloud, "orders-api-task") == {}
-        assert grants(cloud, "notifier-api-task") == {}
+            assert worker_grants["rds-db:connect"] == _login(deployment, service)["rds-db:connect"]
+        assert grants(cloud, "orders-api-task") == _login(deployment, "orders")
+        assert grants(cloud, "notifier-api-task") == _login(deployment, "notifier")
         assert grants(cloud, "files-api-task") == {
             "s3:PutObject": {_objects(deployment, "uploads", "incoming/")},
             "s3:GetObject": {_objects(deployment, "processed"), _objects(deployment, "receipts")},
+            **_login(deployment, "files"),
         }
         files_worker = grants(cloud, "files-worker-task")
         uploads = cloud.by_state(BUCKET, "bucket", deployment.names.buckets["uploads"])
@@ -85,13 +94,36 @@ def test_task_roles_grant_exactly_what_each_role_does(
             _objects(deployment, "processed"),
             _objects(deployment, "receipts"),
         }
-        assert set(grants(cloud, "orders-worker-task")) == set(SQS_CONSUMER_ACTIONS)
-        identity = f"arn:aws:ses:{deployment.settings.region}:{ACCOUNT}:identity/"
-        identity += deployment.settings.ses_identity
+        assert set(grants(cloud, "orders-worker-task")) == {*SQS_CONSUMER_ACTIONS, "rds-db:connect"}
+        [ses] = cloud.of_type(EMAIL_IDENTITY)
+        assert ses.inputs["emailIdentity"] == deployment.settings.ses_identity
+        identity = ses.state["arn"]
         notifier = "notifier-consumer-role" if "notifier" in on_lambda else "notifier-worker-task"
         assert grants(cloud, notifier)["ses:SendEmail"] == {identity}
 
     return deployment.settled(check)
+
+
+@pulumi.runtime.test
+def test_a_task_running_every_role_holds_the_union_of_their_grants(
+    deploy: Deploy,
+) -> pulumi.Output[None]:
+    combined = deploy("dev")
+    assert combined.settings.combined_roles
+
+    def check() -> None:
+        for service in SERVICES:
+            task = grants(combined.cloud, f"{service}-all-task")
+            topic = combined.cloud.by_state(TOPIC, "name", combined.names.topics[service])
+            assert task["sns:Publish"] == {topic.state["arn"]}
+            for action in SQS_CONSUMER_ACTIONS:
+                assert task[action] == _queue_arns(combined, service)
+            assert task["rds-db:connect"] == _login(combined, service)["rds-db:connect"]
+        assert "s3:ListBucket" in grants(combined.cloud, "files-all-task")
+        assert "ses:SendEmail" in grants(combined.cloud, "notifier-all-task")
+        assert "ses:SendEmail" not in grants(combined.cloud, "orders-all-task")
+
+    return combined.settled(check)
 
 
 @pulumi.runtime.test

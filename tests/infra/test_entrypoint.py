@@ -28,7 +28,8 @@ def test_the_program_entry_point_builds_and_exports_the_configured_stack(
 
     def check(outputs: dict[str, object]) -> None:
         assert outputs["namePrefix"] == "eventforge-staging"
-        assert outputs["lambdaConsumers"] == []
+        assert outputs["lambdaConsumers"] == ["notifier"]
+        assert outputs["phase"] == "backbone", "the stack file sets no imageTag"
         assert len(cloud.of_type(TOPIC)) == 5
 
     urns = pulumi.Output.all(*[r.urn for r in created_resources()])

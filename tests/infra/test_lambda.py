@@ -32,7 +32,7 @@ from tests.infra.graph import (
 def test_a_lambda_consumer_reads_every_queue_of_its_service_with_partial_batch_responses(
     deploy: Deploy,
 ) -> pulumi.Output[None]:
-    deployment = deploy("dev")
+    deployment = deploy("staging")
     cloud = deployment.cloud
     assert deployment.settings.lambda_consumers == {"notifier"}
     prefix = deployment.settings.name_prefix
@@ -50,8 +50,14 @@ def test_a_lambda_consumer_reads_every_queue_of_its_service_with_partial_batch_r
         assert variables["EVENTFORGE_SPAN_FILE_ENABLED"] == "false"
         assert variables["EVENTFORGE_NAME_PREFIX"] == prefix
         assert "AWS_REGION" not in variables  # reserved: Lambda sets it
+        assert function.inputs["architectures"] == ["arm64"]
+        assert variables["EVENTFORGE_DATABASE_AUTH"] == "iam"
+        assert "EVENTFORGE_DATABASE_SECRET_ARN" not in variables
         queues = TOPOLOGY.queues_consumed_by("notifier")
-        assert function.inputs["timeout"] <= min(q.visibility_timeout_seconds for q in queues)
+        for queue in queues:
+            physical = cloud.by_state(QUEUE, "name", deployment.names.queues[queue.name].name)
+            # AWS: a queue's visibility timeout at least six times its function's timeout.
+            assert physical.inputs["visibilityTimeoutSeconds"] >= 6 * function.inputs["timeout"]
         mappings = cloud.of_type(EVENT_SOURCE_MAPPING)
         assert {m.inputs["eventSourceArn"] for m in mappings} == {
             cloud.by_state(QUEUE, "name", deployment.names.queues[q.name].name).state["arn"]
@@ -83,16 +89,17 @@ def test_a_lambda_consumer_reads_every_queue_of_its_service_with_partial_batch_r
         # With mTLS on, the function reads its own certificate bundle, and no other.
         tls = cloud.by_state(SECRET, "name", tls_secret_name(prefix, "notifier"))
         assert variables["EVENTFORGE_TLS_SECRET_ARN"] == tls.state["arn"]
-        readable = grants(cloud, "notifier-consumer-role")["secretsmanager:GetSecretValue"]
-        assert tls.state["arn"] in readable
-        assert len(readable) == 2  # and the database's
+        role = grants(cloud, "notifier-consumer-role")
+        # Its certificate only: the database takes an IAM token as its own role.
+        assert role["secretsmanager:GetSecretValue"] == {tls.state["arn"]}
+        assert [a.split("/")[-1] for a in role["rds-db:connect"]] == ["eventforge_notifier"]
 
     return deployment.settled(check)
 
 
 @pulumi.runtime.test
 def test_without_lambda_consumers_every_worker_runs_on_ecs(deploy: Deploy) -> pulumi.Output[None]:
-    deployment = deploy("dev", {"eventforge:lambdaConsumers": []})
+    deployment = deploy("staging", {"eventforge:lambdaConsumers": []})
     cloud = deployment.cloud
 
     def check() -> None:

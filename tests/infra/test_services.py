@@ -5,43 +5,36 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from concurrent import futures
-from pathlib import Path
 from urllib.parse import urlsplit
 
-import grpc
 import pulumi
-import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from eventforge.runtime import certs
-from eventforge.runtime.grpc.tls import Identity
+from eventforge.runtime.db import database_role
 from eventforge.runtime.settings import SERVICES
 from eventforge.topology import TOPOLOGY
 from infra.components.network import INTERFACE_ENDPOINTS
 from infra.components.process import health_check_command
-from infra.environment import grpc_port
+from infra.environment import HEALTH_HTTP_PORT, grpc_port
 from infra.program import service_roles
-from tests.infra.conftest import Deploy, stack_config
+from tests.infra.cloud import ACCOUNT
+from tests.infra.conftest import IMAGE_TAG, Deploy, stack_config
 from tests.infra.graph import (
     DB,
     DISCOVERY_SERVICE,
     ECS_SERVICE,
-    EGRESS_RULE,
     INGRESS_RULE,
-    INTERNET_GATEWAY,
     NAT_GATEWAY,
     QUEUE,
     REPOSITORY,
     SCALING_POLICY,
     SCALING_TARGET,
+    SUBNET,
     TASK_DEFINITION,
     VPC_ENDPOINT,
     container,
+    containers,
     environment,
+    migrate_container,
 )
 
 
@@ -61,6 +54,8 @@ def test_each_process_runs_its_role_from_its_service_image_with_the_runtime_sett
             assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
             assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
             for role in service_roles(TOPOLOGY, service):
+                if role == "worker" and service in settings.lambda_consumers:
+                    continue
                 task = cloud.by_state(TASK_DEFINITION, "family", f"{prefix}-{service}-{role}")
                 definition = container(task)
                 assert definition["image"] == (
@@ -68,14 +63,29 @@ def test_each_process_runs_its_role_from_its_service_image_with_the_runtime_sett
                 )
                 assert definition["command"] == ["serve", service, role]
                 assert definition["readonlyRootFilesystem"] is True
+                assert definition["image"] == f"{repository.state['repositoryUrl']}:{IMAGE_TAG}"
+                # The schema is migrated first, as the master user, by a one-shot container.
+                migrate = migrate_container(task)
+                assert containers(task)[0]["name"] == "migrate"
+                assert migrate["command"] == ["migrate", service, "--service-roles"]
+                assert migrate["image"] == definition["image"]
+                assert definition["dependsOn"] == [
+                    {"containerName": "migrate", "condition": "SUCCESS"}
+                ]
+                master = urlsplit(environment(migrate)["DATABASE_URL"])
+                assert (master.username, master.password) == ("eventforge", None)
+                assert [s["name"] for s in migrate["secrets"]] == ["PGPASSWORD"]
                 env = environment(definition)
                 url = urlsplit(env["DATABASE_URL"])
                 assert url.password is None
+                # The service's own role, with an IAM token per connection.
                 assert (url.username, url.hostname, url.port) == (
-                    "eventforge",
+                    database_role(service),
                     database.state["address"],
                     5432,
                 )
+                assert env["EVENTFORGE_DATABASE_AUTH"] == "iam"
+                assert env["EVENTFORGE_AWS_ACCOUNT_ID"] == ACCOUNT
                 assert env["EVENTFORGE_NAME_PREFIX"] == prefix
                 assert env["AWS_REGION"] == settings.region
                 assert env["OTEL_SERVICE_NAME"] == f"eventforge-{service}"
@@ -93,7 +103,7 @@ def test_each_process_runs_its_role_from_its_service_image_with_the_runtime_sett
 
 
 @pulumi.runtime.test
-def test_apis_register_in_cloud_map_and_are_health_checked_over_grpc(
+def test_apis_register_in_cloud_map_and_are_health_checked_over_http(
     deploy: Deploy,
 ) -> pulumi.Output[None]:
     deployment = deploy("prod")
@@ -111,10 +121,13 @@ def test_apis_register_in_cloud_map_and_are_health_checked_over_grpc(
             definition = container(
                 cloud.by_state(TASK_DEFINITION, "family", f"{prefix}-{service}-api")
             )
-            assert definition["healthCheck"]["command"] == health_check_command(
-                service, grpc_port(service)
+            assert definition["healthCheck"]["command"] == health_check_command()
+            assert definition["healthCheck"]["command"][:2] == ["CMD", "bash"]
+            assert environment(definition)["EVENTFORGE_HEALTH_HTTP_ADDR"] == (
+                f"0.0.0.0:{HEALTH_HTTP_PORT}"
             )
-            assert definition["portMappings"][0]["containerPort"] == grpc_port(service)
+            ports = [m["containerPort"] for m in definition["portMappings"]]
+            assert ports == [grpc_port(service), HEALTH_HTTP_PORT]
             for role in ("worker", "relay"):
                 other = cloud.by_state(ECS_SERVICE, "name", f"{service}-{role}")
                 assert "serviceRegistries" not in other.inputs
@@ -169,23 +182,23 @@ def test_apis_scale_on_cpu_and_workers_on_the_depth_of_their_queues(
 
 
 @pulumi.runtime.test
-def test_aws_apis_are_reached_through_vpc_endpoints_without_any_internet_route(
+def test_with_vpc_endpoints_aws_apis_are_reached_privately_from_the_tasks_subnets(
     deploy: Deploy,
 ) -> pulumi.Output[None]:
-    deployment = deploy("dev", {"eventforge:network": {**_network("dev"), "natGateway": False}})
+    deployment = deploy("prod")
     cloud = deployment.cloud
     region = deployment.settings.region
+    assert deployment.settings.network.vpc_endpoints
 
     def check() -> None:
-        assert not cloud.of_type(NAT_GATEWAY)
-        assert not cloud.of_type(INTERNET_GATEWAY)
-        assert not [r for r in cloud.of_type(EGRESS_RULE) if r.inputs.get("cidrIpv4")]
         endpoints = {e.inputs["serviceName"]: e.inputs for e in cloud.of_type(VPC_ENDPOINT)}
         assert endpoints[f"com.amazonaws.{region}.s3"]["vpcEndpointType"] == "Gateway"
+        tasks = {s.id for s in cloud.of_type(SUBNET) if "private" in s.name}
         for service in INTERFACE_ENDPOINTS:
             endpoint = endpoints[f"com.amazonaws.{region}.{service}"]
             assert endpoint["vpcEndpointType"] == "Interface"
             assert endpoint["privateDnsEnabled"] is True
+            assert set(endpoint["subnetIds"]) == tasks
         assert {"sqs", "sns", "secretsmanager", "ecr.api", "ecr.dkr", "logs", "sts"} <= set(
             INTERFACE_ENDPOINTS
         )
@@ -193,43 +206,30 @@ def test_aws_apis_are_reached_through_vpc_endpoints_without_any_internet_route(
     return deployment.settled(check)
 
 
-@pytest.mark.parametrize(
-    ("mtls", "status", "exit_code"),
-    [
-        (False, health_pb2.HealthCheckResponse.SERVING, 0),
-        (False, health_pb2.HealthCheckResponse.NOT_SERVING, 1),
-        (True, health_pb2.HealthCheckResponse.SERVING, 0),
-    ],
-)
 @pulumi.runtime.test
-def test_the_container_health_check_asks_the_api_for_its_grpc_health(
-    tmp_path: Path,
-    mtls: bool,
-    status: health_pb2.HealthCheckResponse.ServingStatus.ValueType,
-    exit_code: int,
-) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EVENTFORGE_")}
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    if mtls:
-        certs.issue(tmp_path, "files")
-        credentials = Identity.load(tmp_path, "files").server_credentials()
-        port = server.add_secure_port("127.0.0.1:0", credentials)
-        env["EVENTFORGE_TLS_DIR"] = str(tmp_path)
-    else:
-        port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        servicer.set("", status)
-        kind, interpreter, *argv = health_check_command("files", port)
-        assert (kind, interpreter) == ("CMD", "python")
-        probe = subprocess.run(
-            [sys.executable, *argv], capture_output=True, env=env, timeout=60, check=False
-        )
-        assert probe.returncode == exit_code, probe.stderr
-    finally:
-        server.stop(None)
+def test_dev_tasks_reach_out_through_public_ips_and_admit_nothing_from_outside(
+    deploy: Deploy,
+) -> pulumi.Output[None]:
+    deployment = deploy("dev")
+    cloud = deployment.cloud
+    cidr = deployment.settings.network.cidr
+
+    def check() -> None:
+        assert not cloud.of_type(NAT_GATEWAY)
+        assert [e.inputs["vpcEndpointType"] for e in cloud.of_type(VPC_ENDPOINT)] == ["Gateway"]
+        public = {s.id for s in cloud.of_type(SUBNET) if "public" in s.name}
+        for service in cloud.of_type(ECS_SERVICE):
+            network = service.inputs["networkConfiguration"]
+            assert network["assignPublicIp"] is True
+            assert set(network["subnets"]) == public
+        # Inbound: only the services themselves and the load balancer, whose own rules admit
+        # the VPC's range alone.
+        for rule in cloud.of_type(INGRESS_RULE):
+            assert rule.inputs.get("cidrIpv4") in (None, cidr), rule.name
+        [database] = cloud.of_type(DB)
+        assert database.inputs["publiclyAccessible"] is False
+
+    return deployment.settled(check)
 
 
 def _network(stack: str) -> dict[str, object]:

@@ -12,7 +12,7 @@ import pytest
 
 from eventforge.cli.stack import ROLES as CLI_ROLES
 from eventforge.runtime.settings import SERVICES
-from infra.config import ROLES, ConfigError, load_settings
+from infra.config import ROLES, ConfigError, Role, load_settings
 from tests.infra.cloud import Record
 from tests.infra.conftest import STACKS, Deploy, configure_stack, stack_config
 from tests.infra.graph import (
@@ -43,13 +43,20 @@ def test_prod_is_configured_larger_and_protected_where_dev_is_small_and_disposab
     assert dev.database.allocated_storage_gb < prod.database.allocated_storage_gb
     assert dev.database.backup_retention_days < prod.database.backup_retention_days
     assert dev.network.az_count < prod.network.az_count
+    assert (dev.network.egress, prod.network.egress) == ("public", "nat-per-az")
+    assert (dev.network.vpc_endpoints, prod.network.vpc_endpoints) == (False, True)
+    assert (dev.combined_roles, prod.combined_roles) == (True, False)
+    assert (dev.container_insights, prod.container_insights) == (False, True)
+    assert dev.architecture == prod.architecture == "arm64"
     assert dev.log_retention_days < prod.log_retention_days
-    for role in ROLES:
-        assert dev.roles[role].cpu < prod.roles[role].cpu
-        assert dev.roles[role].desired_count < prod.roles[role].desired_count
+    assert set(dev.roles) == {"api"}
+    assert set(prod.roles) == set(ROLES)
+    assert dev.roles["api"].cpu < prod.roles["api"].cpu
+    assert dev.roles["api"].desired_count < prod.roles["api"].desired_count
     assert dev.alarms.oldest_message_age_seconds > prod.alarms.oldest_message_age_seconds
-    assert dev.lambda_consumers == {"notifier"}
+    assert not dev.lambda_consumers
     assert not prod.lambda_consumers
+    assert dev.image_tag is None, "the stack files start in the backbone phase"
     assert dev.name_prefix != prod.name_prefix
     assert dev.grpc_mtls
     assert prod.grpc_mtls
@@ -78,12 +85,13 @@ def test_database_network_sizes_retention_and_thresholds_follow_the_stack_config
         private = [s for s in cloud.of_type(SUBNET) if "private" in s.name]
         assert len(private) == network.az_count
         assert len({s.inputs["availabilityZone"] for s in private}) == network.az_count
-        assert len(cloud.of_type(NAT_GATEWAY)) == int(network.nat_gateway)
+        nat_gateways = {"public": 0, "nat": 1, "nat-per-az": network.az_count}[network.egress]
+        assert len(cloud.of_type(NAT_GATEWAY)) == nat_gateways
         for service in cloud.of_type(ECS_SERVICE):
-            role = service.inputs["name"].rsplit("-", 1)[1]
+            role = _role(service.inputs["name"])
             assert service.inputs["desiredCount"] == settings.roles[role].desired_count
         for task in cloud.of_type(TASK_DEFINITION):
-            role = task.inputs["family"].rsplit("-", 1)[1]
+            role = _role(task.inputs["family"].removeprefix(f"{settings.name_prefix}-"))
             assert int(task.inputs["cpu"]) == settings.roles[role].cpu
             assert int(task.inputs["memory"]) == settings.roles[role].memory
             variables = environment(container(task))
@@ -111,7 +119,15 @@ def test_database_network_sizes_retention_and_thresholds_follow_the_stack_config
         ("eventforge:roles", {"api": {"cpu": 256, "memory": 512}}, "missing"),
         ("eventforge:logRetentionDays", 10, "logRetentionDays"),
         ("eventforge:lambdaConsumers", ["billing"], "unknown services"),
-        ("eventforge:network", {"cidr": "10.0.0.0/16", "azCount": 2}, "natGateway"),
+        ("eventforge:network", {"cidr": "10.0.0.0/16", "azCount": 2}, "egress"),
+        (
+            "eventforge:network",
+            {"cidr": "10.0.0.0/16", "azCount": 1, "egress": "nat", "vpcEndpoints": False},
+            "azCount must be 2",
+        ),
+        ("eventforge:lambdaConsumers", ["notifier"], "need network.egress nat"),
+        ("eventforge:architecture", "sparc", "architecture must be one of"),
+        ("eventforge:ingress", {"allowedCidrs": ["10.0.0.300/8"]}, "not an IPv4 range"),
         ("eventforge:emailSender", "noreply@elsewhere.example", "is not of sesIdentity"),
     ],
 )
@@ -133,6 +149,13 @@ def test_a_task_size_fargate_does_not_offer_is_refused() -> None:
 @pulumi.runtime.test
 def test_the_program_knows_the_roles_the_cli_serves() -> None:
     assert set(ROLES) == set(CLI_ROLES)
+
+
+def _role(process: str) -> Role:
+    """The role whose size a process has: its own, or the API's when it runs every role."""
+    suffix = process.rsplit("-", 1)[1] if "-" in process else "api"
+    [role] = [r for r in ROLES if r == suffix]
+    return role
 
 
 def _database(records: list[Record]) -> dict[str, Any]:
@@ -171,7 +194,7 @@ def test_with_mtls_off_no_certificate_secret_or_tls_setting_exists(
         assert not [s for s in cloud.of_type(SECRET) if "/grpc-tls/" in s.inputs["name"]]
         for task in cloud.of_type(TASK_DEFINITION):
             definition = container(task)
-            assert [s["name"] for s in definition["secrets"]] == ["PGPASSWORD"]
+            assert "secrets" not in definition
             assert "EVENTFORGE_AUTHZ_CLIENTS" not in environment(definition)
         for function in cloud.of_type(FUNCTION):
             assert "EVENTFORGE_TLS_SECRET_ARN" not in function.inputs["environment"]["variables"]

@@ -12,6 +12,7 @@ import pytest
 
 from eventforge.policies import bucket_notifications_topic_policy
 from eventforge.topology import TOPOLOGY, UPLOADS_INCOMING_PREFIX
+from infra.components.lambda_consumer import TIMEOUT_SECONDS as LAMBDA_TIMEOUT_SECONDS
 from tests.infra.cloud import ACCOUNT
 from tests.infra.conftest import STACKS, Deploy
 from tests.infra.graph import (
@@ -86,7 +87,11 @@ def test_queues_keep_the_declared_timeouts_and_redrive_after_the_stack_max_recei
             spec = resolved.spec
             queue = cloud.by_state(QUEUE, "name", resolved.name)
             dlq = cloud.by_state(QUEUE, "name", resolved.dlq_name)
-            assert queue.inputs["visibilityTimeoutSeconds"] == spec.visibility_timeout_seconds
+            declared = spec.visibility_timeout_seconds
+            if spec.consumer in deployment.settings.lambda_consumers:
+                # Six times the function's timeout, as AWS advises for Lambda event sources.
+                declared = max(declared, 6 * LAMBDA_TIMEOUT_SECONDS)
+            assert queue.inputs["visibilityTimeoutSeconds"] == declared
             assert queue.inputs["messageRetentionSeconds"] == spec.retention_seconds
             assert dlq.inputs["messageRetentionSeconds"] == spec.dlq_retention_seconds
             assert queue.json("redrivePolicy") == {
