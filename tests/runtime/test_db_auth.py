@@ -348,11 +348,11 @@ def _as_cluster_owner() -> list[str]:
     if os.geteuid() != 0:
         return []
     if shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser to start PostgreSQL as another user")
+        pytest.fail("running as root without runuser to start PostgreSQL as another user")
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        pytest.skip("running as root without a postgres OS user to start PostgreSQL as")
+        pytest.fail("running as root without a postgres OS user to start PostgreSQL as")
     return ["runuser", "-u", "postgres", "--"]
 
 
@@ -361,7 +361,7 @@ def password_cluster() -> Iterator[PasswordCluster]:
     """A throwaway cluster with scram-sha-256 authentication, stopped and deleted after."""
     binaries = _server_binaries()
     if binaries is None:
-        pytest.skip("no PostgreSQL server binaries (initdb) installed")
+        pytest.fail("no PostgreSQL server binaries (initdb): the rotation test needs them")
     prefix = _as_cluster_owner()
     # Not under pytest's temp dir: it is private to this user, and the server runs as postgres.
     root = Path(tempfile.mkdtemp(prefix="eventforge-scram-"))
