@@ -8,9 +8,12 @@ emulator's SES accepted from moto's model dump; dead letters with `ReceiveMessag
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -217,6 +220,18 @@ def notifier_deliveries(
         token = reply.next_page_token
         if not token:
             break
+    return found
+
+
+EMAIL_OUTCOME = re.compile(r'"email_outcome": "(\w+)"')
+
+
+def email_outcomes(logs: Path) -> Counter[str]:
+    """How often the notifier's processes logged each `email_outcome` (confirmed by SES's Send
+    event, sent again after a lease, a duplicate SES reported, ...), from their log files."""
+    found: Counter[str] = Counter()
+    for path in sorted(logs.glob("notifier-*.log")):
+        found.update(EMAIL_OUTCOME.findall(path.read_text(errors="replace")))
     return found
 
 

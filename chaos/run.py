@@ -297,6 +297,11 @@ def _run(
         f"{dict(delivered)}; receiver acknowledged {len(observed.webhook_received)}, "
         f"refused {receiver.refused}"
     )
+    outcomes = collect.email_outcomes(stack.logs)
+    report.append(
+        "emails whose send outcome was unknown (notifier logs): "
+        f"{dict(sorted(outcomes.items())) or 'none'}"
+    )
     report.append(
         f"dlq: poison dead-lettered {verdict.poison_dead_lettered}/{len(log.poison_markers)}, "
         f"dead letters {len(observed.dead_letters)}"

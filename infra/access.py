@@ -24,6 +24,10 @@ SQS_CONSUMER_ACTIONS = (
 # Publishing into a KMS-encrypted topic: SNS uses the key on the publisher's behalf.
 TOPIC_KEY_ACTIONS = ("kms:GenerateDataKey", "kms:Decrypt")
 
+EMAIL_SENDER: ServiceName = "notifier"
+"""The one service that sends emails (SES), with its own identity and configuration set."""
+SES_SEND_ACTIONS = ("ses:SendEmail", "ses:SendRawEmail")
+
 LAMBDA_NETWORK_ACTIONS = (
     "ec2:CreateNetworkInterface",
     "ec2:DescribeNetworkInterfaces",
@@ -47,6 +51,8 @@ class ServiceResources:
     ses_identity_arn: pulumi.Input[str]
     database_user_arn: pulumi.Input[str]
     """The service's own database role as IAM names it (`…:dbuser:<DbiResourceId>/<role>`)."""
+    ses_configuration_set_arn: pulumi.Input[str] | None = None
+    """The configuration set the email sender names in each send (with mail events)."""
 
 
 def task_grants(resources: ServiceResources, roles: Sequence[Role]) -> list[Grant]:
@@ -89,14 +95,8 @@ def worker_grants(resources: ServiceResources) -> list[Grant]:
                 ),
             ),
         ]
-    if resources.service == "notifier":
-        grants.append(
-            Grant(
-                "SendEmailFromOwnIdentity",
-                ("ses:SendEmail", "ses:SendRawEmail"),
-                (resources.ses_identity_arn,),
-            )
-        )
+    if resources.service == EMAIL_SENDER:
+        grants.append(_send_email(resources))
     return grants
 
 
@@ -192,6 +192,15 @@ def _relay(resources: ServiceResources) -> list[Grant]:
         # A customer-managed key; SNS's AWS-managed key admits the account's publishers itself.
         grants.append(Grant("EncryptForOwnTopic", TOPIC_KEY_ACTIONS, (resources.topic_key_arn,)))
     return grants
+
+
+def _send_email(resources: ServiceResources) -> Grant:
+    """Send from the service's own identity, and with its configuration set: SES authorizes
+    a send on the identity and on the configuration set the send names."""
+    arns = [resources.ses_identity_arn]
+    if resources.ses_configuration_set_arn is not None:
+        arns.append(resources.ses_configuration_set_arn)
+    return Grant("SendEmailFromOwnIdentity", SES_SEND_ACTIONS, tuple(arns))
 
 
 def _objects(bucket_arn: pulumi.Input[str], prefix: str = "") -> pulumi.Output[str]:

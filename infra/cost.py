@@ -4,8 +4,9 @@
 (`infra.offline.build_offline`), and prices what the graph declares with the dated table in
 `infra/prices.json`: tasks from their ECS service's `desiredCount` and task definition, NAT
 gateways, public IPv4 addresses, interface endpoints, load balancers, the database, keys,
-secrets, alarms, Cloud Map, scheduled Lambda invocations and the workers' idle SQS polls. Only
-fixed monthly charges are estimated; what depends on traffic is listed, not priced.
+secrets, alarms, log-based metrics that always receive data, Cloud Map, scheduled Lambda
+invocations and the workers' idle SQS polls. Only fixed monthly charges are estimated; what
+depends on traffic is listed, not priced.
 
 Every resource type the graph holds is either priced here or listed in `FREE_TYPES` (no fixed
 price); any other type fails the estimate, so a new kind of resource forces a decision instead
@@ -68,6 +69,7 @@ DB_INSTANCE = "aws:rds/instance:Instance"
 KMS_KEY = "aws:kms/key:Key"
 SECRETS_MANAGER_ENTRY = "aws:secretsmanager/secret:Secret"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+LOG_METRIC_FILTER = "aws:cloudwatch/logMetricFilter:LogMetricFilter"
 SCALING_POLICY = "aws:appautoscaling/policy:Policy"
 NAMESPACE = "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace"
 DISCOVERY_SERVICE = "aws:servicediscovery/service:Service"
@@ -91,6 +93,7 @@ PRICED_TYPES = frozenset(
         KMS_KEY,
         SECRETS_MANAGER_ENTRY,
         ALARM,
+        LOG_METRIC_FILTER,
         SCALING_POLICY,
         NAMESPACE,
         DISCOVERY_SERVICE,
@@ -157,6 +160,10 @@ FREE_TYPES: Mapping[str, str] = {
     ),
     "aws:lambda/permission:Permission": "Lambda: free",
     "aws:sesv2/emailIdentity:EmailIdentity": "SES: per email only",
+    "aws:sesv2/configurationSet:ConfigurationSet": "SES: free (emails are usage)",
+    "aws:sesv2/configurationSetEventDestination:ConfigurationSetEventDestination": (
+        "SES: event publishing is free (SNS publishes are usage, deliveries to SQS free)"
+    ),
     # Keys and certificates made in the program's own state.
     "tls:index/privateKey:PrivateKey": "no cloud resource",
     "tls:index/selfSignedCert:SelfSignedCert": "no cloud resource",
@@ -341,6 +348,7 @@ class _Pricer:
         self.prices = prices
         self.hours = prices.hours_per_month
         self.tasks = [self._task(s) for s in graph.of(ECS_SERVICE)]
+        self.log_metrics = _log_metrics(graph.of(LOG_METRIC_FILTER))
 
     def items(self) -> list[LineItem]:
         return [
@@ -390,6 +398,12 @@ class _Pricer:
             )
         if graph.of(NAMESPACE):
             charges.append("DNS queries of the Cloud Map names (Route 53 query pricing)")
+        if sparse := [m for m, continuous in self.log_metrics.items() if not continuous]:
+            charges.append(
+                f"the custom metrics of log metric filters with no default value ({len(sparse)}: "
+                f"{prices['cloudwatch.custom_metric'].label()} a metric-month, metered only in "
+                "the hours a log line matches)"
+            )
         return charges
 
     def not_estimated(self) -> list[str]:
@@ -604,6 +618,15 @@ class _Pricer:
             label = f"Secrets Manager secrets ({secrets}"
             label += f", {managed} RDS-managed)" if managed else ")"
             items.append(LineItem(label, Decimal(secrets), prices["secretsmanager.secret"]))
+        if continuous := [m for m, always in self.log_metrics.items() if always]:
+            items.append(
+                LineItem(
+                    f"CloudWatch custom metrics ({len(continuous)}, from log metric filters "
+                    "with a default value)",
+                    Decimal(len(continuous)),
+                    prices["cloudwatch.custom_metric"],
+                )
+            )
         alarms = len([a for a in graph.of(ALARM) if _standard_alarm(a)])
         tracking = 0
         for policy in graph.of(SCALING_POLICY):
@@ -749,6 +772,27 @@ def _standard_alarm(alarm: Record) -> bool:
     if int(alarm.inputs.get("period", 60)) < 60:
         raise UnpricedResourceError(f"alarm {alarm.name}: high-resolution alarms are unpriced")
     return True
+
+
+def _log_metrics(filters: Sequence[Record]) -> dict[tuple[str, str], bool]:
+    """Each metric the filters publish, (namespace, name): whether it always receives data.
+
+    Filters of several log groups may publish into one metric, billed once. A filter with a
+    default value publishes for every log event, matching or not, so its metric is billed every
+    hour its log group receives events (taken as all month); without one, only in the hours a
+    line matches (usage). A metric with dimensions is one per dimension value: unpriced.
+    """
+    metrics: dict[tuple[str, str], bool] = {}
+    for record in filters:
+        transformation = record.inputs["metricTransformation"]
+        if transformation.get("dimensions"):
+            raise UnpricedResourceError(
+                f"log metric filter {record.name}: a metric with dimensions is unpriced"
+            )
+        metric = (str(transformation["namespace"]), str(transformation["name"]))
+        always = transformation.get("defaultValue") is not None
+        metrics[metric] = metrics.get(metric, False) or always
+    return metrics
 
 
 def _function_architecture(function: Record) -> str:

@@ -181,6 +181,9 @@ class MockCloud(pulumi.runtime.Mocks):
                 "arn": f"arn:{PARTITION}:ses:{region}:{account}:identity/{identity}",
                 "dkimSigningAttributes": {"tokens": ["dkim1", "dkim2", "dkim3"] if domain else []},
             }
+        if typ == "aws:sesv2/configurationSet:ConfigurationSet":
+            name = inputs["configurationSetName"]
+            return name, {"arn": f"arn:{PARTITION}:ses:{region}:{account}:configuration-set/{name}"}
         if typ == "aws:ecs/taskDefinition:TaskDefinition":
             return f"{physical}:1", {"arn": f"{arn}:1", "revision": 1}
         return f"{physical}-id", {"arn": arn}

@@ -13,13 +13,19 @@ import pulumi_aws as aws
 from eventforge.runtime.db import database_role
 from eventforge.runtime.settings import SERVICES, ServiceName
 from eventforge.topology import TOPOLOGY, Topic, Topology
-from infra.access import ServiceResources
+from infra.access import EMAIL_SENDER, ServiceResources
 from infra.components.alerts import AlertsTopic, AlertsTopicArgs
 from infra.components.buckets import Buckets, BucketsArgs
 from infra.components.certificates import Certificates, CertificatesArgs
 from infra.components.database import Database, DatabaseArgs
 from infra.components.ingress import Ingress, IngressArgs
 from infra.components.lambda_consumer import ConsumedQueue, lambda_visibility_timeout
+from infra.components.log_metrics import LogMetric, metric_namespace
+from infra.components.mail_events import (
+    SES_PUBLISHER,
+    MailEventPublishing,
+    MailEventPublishingArgs,
+)
 from infra.components.network import HTTPS, Network, NetworkArgs
 from infra.components.platform import Placement, Platform, PlatformArgs
 from infra.components.queue import ServiceQueue, ServiceQueueArgs
@@ -35,6 +41,14 @@ from infra.environment import (
 )
 
 ECS_ARCHITECTURES = {"arm64": "ARM64", "x86_64": "X86_64"}
+S3_PUBLISHER = "s3.amazonaws.com"
+EMAIL_OUTCOME_UNSETTLED = (
+    '{ ($.email_outcome = "resent") || ($.email_outcome = "duplicate") '
+    '|| ($.email_outcome = "abandoned") }'
+)
+"""The email sender's JSON log line of an email it sent again: its first send's outcome stayed
+unknown (a crash, a lost reply) and SES published no Send event for it in time."""
+EMAIL_UNSETTLED_METRIC = "EmailsUnsettled"
 
 
 @dataclass(frozen=True)
@@ -91,9 +105,7 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                 name=names.topics[topic.name],
                 account_id=account_id,
                 partition=partition,
-                service_publishers=(
-                    ("s3.amazonaws.com",) if topology.notifying_buckets(topic.name) else ()
-                ),
+                service_publishers=_service_publishers(topology, topic.name),
             ),
         )
         for topic in topology.topics
@@ -181,6 +193,19 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
         )
     )
     ses_identity = aws.sesv2.EmailIdentity("ses-identity", email_identity=settings.ses_identity)
+    mail_events = (
+        None
+        if topology.mail_events is None or names.configuration_set is None
+        else MailEventPublishing(
+            "mail-events",
+            MailEventPublishingArgs(
+                spec=topology.mail_events,
+                configuration_set_name=names.configuration_set,
+                topic_arn=topics[topology.mail_events.topic].arn,
+                account_id=account_id,
+            ),
+        )
+    )
     placement = Placement(
         name_prefix=settings.name_prefix,
         region=settings.region,
@@ -236,6 +261,11 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                     queue_arns=[queues[q.name].arn for q in consumed],
                     bucket_arns=buckets.arns,
                     ses_identity_arn=ses_identity.arn,
+                    ses_configuration_set_arn=(
+                        None
+                        if mail_events is None or service != EMAIL_SENDER
+                        else mail_events.configuration_set_arn
+                    ),
                     database_user_arn=pulumi.Output.format(
                         "arn:{0}:rds-db:{1}:{2}:dbuser:{3}/{4}",
                         partition,
@@ -258,6 +288,11 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                 tls_secret_arn=None if certificates is None else certificates.secret_arns[service],
                 target_group_arn=None if ingress is None else ingress.target_group_arns[service],
                 listener=None if ingress is None else ingress.listeners[service],
+                worker_log_metrics=(
+                    [_emails_unsettled(settings.name_prefix, alerts.arn)]
+                    if mail_events is not None and service == EMAIL_SENDER
+                    else []
+                ),
             ),
         )
     return StackOutputs(
@@ -287,6 +322,10 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             ),
             "endpointServiceName": None if ingress is None else ingress.endpoint_service_name,
             "sesIdentity": settings.ses_identity,
+            # The configuration set the notifier sends with (SES publishes its email events).
+            "sesConfigurationSet": (
+                None if mail_events is None else mail_events.configuration_set_name
+            ),
             # The DNS records (CNAME) that verify a domain identity; none for an address.
             "sesDkimRecords": ses_identity.dkim_signing_attributes.apply(
                 lambda attributes: _dkim_records(settings.ses_identity, attributes)
@@ -300,6 +339,41 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                 else {c: certificates.secret_arns[c] for c in settings.grpc_clients}
             ),
         }
+    )
+
+
+def _service_publishers(topology: Topology, topic: str) -> tuple[str, ...]:
+    """The AWS services that publish into a topic: S3 for bucket notifications, SES for mail
+    events. Each needs the topic's key, hence a customer-managed one (see `EventTopic`)."""
+    publishers: list[str] = []
+    if topology.notifying_buckets(topic):
+        publishers.append(S3_PUBLISHER)
+    if topology.fed_by_mail_events(topic):
+        if publishers:
+            # Each feeding writes the topic's whole policy: one would replace the other's.
+            raise ValueError(f"topic {topic} is fed by both buckets and mail events")
+        publishers.append(SES_PUBLISHER)
+    return tuple(publishers)
+
+
+def _emails_unsettled(name_prefix: str, alerts_topic_arn: pulumi.Input[str]) -> LogMetric:
+    """Emails whose exactly-once sending could not be settled by SES's Send event."""
+    return LogMetric(
+        key="emails-unsettled",
+        pattern=EMAIL_OUTCOME_UNSETTLED,
+        namespace=metric_namespace(name_prefix),
+        metric_name=EMAIL_UNSETTLED_METRIC,
+        alarm_name=f"{name_prefix}-{EMAIL_SENDER}-emails-unsettled",
+        description=(
+            f"The {EMAIL_SENDER} could not settle an email with SES's Send event: sent again "
+            "because a send's outcome was unknown and no Send event came within the lease "
+            "(resent), SES reported a second acceptance (duplicate), or the last attempt's "
+            "outcome stayed unknown (abandoned, FAILED). Search the notifier's logs for "
+            "email_outcome."
+        ),
+        alerts_topic_arn=alerts_topic_arn,
+        threshold=1,
+        period_seconds=300,
     )
 
 

@@ -10,6 +10,7 @@ import pulumi_aws as aws
 
 from eventforge.runtime.settings import ServiceName
 from infra.access import ServiceResources, lambda_grants
+from infra.components.log_metrics import LogMetric, count_in_log_group
 from infra.components.platform import Placement
 from infra.config import RoleSize
 from infra.iam import service_role
@@ -51,6 +52,8 @@ class LambdaConsumerArgs:
     size: RoleSize
     tls_secret_arn: pulumi.Input[str] | None = None
     """With mTLS on: the service's certificate bundle, which the handler reads at start."""
+    log_metrics: Sequence[LogMetric] = ()
+    """Log lines of the function counted into metrics (its service alarms on them)."""
 
 
 class LambdaConsumer(pulumi.ComponentResource):
@@ -76,6 +79,8 @@ class LambdaConsumer(pulumi.ComponentResource):
             retention_in_days=placement.log_retention_days,
             opts=child,
         )
+        for metric in args.log_metrics:
+            count_in_log_group(f"{name}-{metric.key}", metric, log_group.name, parent=self)
         role = service_role(
             f"{name}-role",
             principal="lambda.amazonaws.com",

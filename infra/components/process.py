@@ -13,6 +13,7 @@ from eventforge.runtime.grpc.health_http import probe_command
 from eventforge.runtime.settings import ServiceName
 from infra.access import execution_grants
 from infra.components.autoscaling import ScalingArgs, autoscale
+from infra.components.log_metrics import LogMetric, count_in_log_group
 from infra.components.platform import Placement
 from infra.config import Role, RoleSize
 from infra.environment import HEALTH_HTTP_PORT, SCRATCH_DIR
@@ -62,6 +63,8 @@ class ServiceProcessArgs:
     """With mTLS on: the service's certificate bundle, injected as EVENTFORGE_TLS_BUNDLE."""
     depends_on: Sequence[pulumi.Resource] = ()
     """What must exist before the ECS service (the load balancer's listener)."""
+    log_metrics: Sequence[LogMetric] = ()
+    """Log lines of the process counted into metrics (its service alarms on them)."""
 
 
 class ServiceProcess(pulumi.ComponentResource):
@@ -90,6 +93,8 @@ class ServiceProcess(pulumi.ComponentResource):
             retention_in_days=placement.log_retention_days,
             opts=child,
         )
+        for metric in args.log_metrics:
+            count_in_log_group(f"{name}-{metric.key}", metric, log_group.name, parent=self)
         execution_role = service_role(
             f"{name}-execution",
             principal=TASKS_PRINCIPAL,

@@ -18,6 +18,7 @@ from infra.components.lambda_consumer import (
     LambdaConsumerArgs,
     consumer_function_name,
 )
+from infra.components.log_metrics import LogMetric, alarm_on
 from infra.components.platform import Placement
 from infra.components.process import ServiceProcess, ServiceProcessArgs
 from infra.config import Role, RoleSize
@@ -56,6 +57,9 @@ class ServiceArgs:
     """With ingress: the load balancer's target group of the API."""
     listener: pulumi.Resource | None = None
     """With ingress: the listener the target group must be attached to first."""
+    worker_log_metrics: Sequence[LogMetric] = ()
+    """Counted in the logs of whatever runs the worker role (ECS or the Lambda consumer), and
+    alarmed on once: the services phase only, since only then do those log groups exist."""
 
 
 def process_layout(
@@ -134,6 +138,7 @@ class Service(pulumi.ComponentResource):
                     scaling_queue_names=[q.name for q in args.queues] if only_worker else (),
                     tls_secret_arn=args.tls_secret_arn,
                     depends_on=[args.listener] if serves and args.listener is not None else [],
+                    log_metrics=args.worker_log_metrics if "worker" in roles else (),
                 ),
                 opts=child,
             )
@@ -159,9 +164,12 @@ class Service(pulumi.ComponentResource):
                     queues=args.queues,
                     size=args.sizes["worker"],
                     tls_secret_arn=args.tls_secret_arn,
+                    log_metrics=args.worker_log_metrics,
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, *ready]),
             )
+        for metric in args.worker_log_metrics:
+            alarm_on(f"{name}-{metric.key}", metric, parent=self)
 
 
 def _expire_untagged_images() -> dict[str, object]:

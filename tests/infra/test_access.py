@@ -17,6 +17,7 @@ from tests.infra.cloud import ACCOUNT
 from tests.infra.conftest import Deploy, Deployment
 from tests.infra.graph import (
     BUCKET,
+    CONFIGURATION_SET,
     DB,
     EMAIL_IDENTITY,
     LOG_GROUP,
@@ -98,8 +99,12 @@ def test_task_roles_grant_exactly_what_each_role_does(
         [ses] = cloud.of_type(EMAIL_IDENTITY)
         assert ses.inputs["emailIdentity"] == deployment.settings.ses_identity
         identity = ses.state["arn"]
+        [configuration_set] = cloud.of_type(CONFIGURATION_SET)
         notifier = "notifier-consumer-role" if "notifier" in on_lambda else "notifier-worker-task"
-        assert grants(cloud, notifier)["ses:SendEmail"] == {identity}
+        assert grants(cloud, notifier)["ses:SendEmail"] == {
+            identity,
+            configuration_set.state["arn"],
+        }
 
     return deployment.settled(check)
 

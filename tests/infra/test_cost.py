@@ -225,6 +225,62 @@ def test_network_database_keys_secrets_and_alarms_are_priced_at_their_list_price
     assert any("rotation" in charge for charge in result.usage_not_included)
 
 
+def _metric_filter(name: str, metric: str = "EmailsUnsettled", **transformation: Any) -> Record:
+    return record(
+        cost.LOG_METRIC_FILTER,
+        name,
+        {
+            "logGroupName": f"/eventforge/{name}",
+            "pattern": '{ $.email_outcome = "resent" }',
+            "metricTransformation": {
+                "name": metric,
+                "namespace": "EventForge/eventforge-dev",
+                "value": "1",
+                **transformation,
+            },
+        },
+    )
+
+
+def test_a_log_metric_with_no_default_value_is_usage_and_one_metric_however_many_filters() -> None:
+    result = estimate([_metric_filter("worker"), _metric_filter("consumer")])
+    assert result.total == 0
+    assert [c for c in result.usage_not_included if "log metric filters" in c] == [
+        "the custom metrics of log metric filters with no default value (1: $0.30 a "
+        "metric-month, metered only in the hours a log line matches)"
+    ]
+
+
+def test_a_log_metric_with_a_default_value_receives_data_all_month_and_is_priced() -> None:
+    result = estimate(
+        [
+            _metric_filter("worker", defaultValue="0"),
+            _metric_filter("consumer"),  # the same metric: billed once
+            _metric_filter("api", metric="Other", defaultValue="0"),
+        ]
+    )
+    assert line(result, "CloudWatch custom metrics (2,") == 2 * Decimal("0.30")
+    assert result.total == 2 * price("cloudwatch.custom_metric")
+    assert not [c for c in result.usage_not_included if "log metric filters" in c]
+
+
+def test_a_log_metric_with_dimensions_is_unpriced() -> None:
+    with pytest.raises(UnpricedResourceError, match="dimensions"):
+        estimate([_metric_filter("worker", dimensions={"Service": "$.service"})])
+
+
+def test_ses_configuration_sets_and_their_event_destinations_are_free() -> None:
+    records = [
+        record("aws:sesv2/configurationSet:ConfigurationSet", "set", {}),
+        record(
+            "aws:sesv2/configurationSetEventDestination:ConfigurationSetEventDestination",
+            "destination",
+            {},
+        ),
+    ]
+    assert estimate(records).total == 0
+
+
 def test_a_schedule_every_minute_invokes_its_function_43800_times_a_month() -> None:
     function = record(
         cost.FUNCTION,

@@ -67,6 +67,7 @@ def test_every_queue_has_a_dlq_and_alarms_that_notify_the_alerts_topic(
         by_metric: dict[tuple[str, str], Mapping[str, Any]] = {
             (a.inputs["metricName"], a.inputs["dimensions"]["QueueName"]): a.inputs
             for a in cloud.of_type(ALARM)
+            if a.inputs["namespace"] == "AWS/SQS"
         }
         for queue in queues:
             dlq = cloud.by_state(QUEUE, "arn", queue.json("redrivePolicy")["deadLetterTargetArn"])
@@ -126,8 +127,8 @@ def test_topics_queues_buckets_and_the_database_are_encrypted(
                 continue
             assert keys[master_key].inputs["enableKeyRotation"] is True
             own_keys += 1
-        # A key of its own only where an AWS service publishes: the uploads and alerts topics.
-        assert own_keys == len(keys) == 2
+        # A key of its own only where an AWS service publishes: uploads, email and alerts.
+        assert own_keys == len(keys) == 3
         for queue in cloud.of_type(QUEUE):
             assert queue.inputs["sqsManagedSseEnabled"] is True
         encrypted = {e.inputs["bucket"]: e for e in cloud.of_type(BUCKET_ENCRYPTION)}
@@ -153,6 +154,7 @@ def test_services_that_publish_into_an_encrypted_topic_may_use_its_key(
         keys = {k.state["arn"]: k for k in cloud.of_type(KEY)}
         publishers = {
             f"{prefix}-uploads-events": ["s3.amazonaws.com"],
+            f"{prefix}-email-events": ["ses.amazonaws.com"],
             f"{prefix}-alerts": ["cloudwatch.amazonaws.com"],
         }
         for topic in cloud.of_type(TOPIC):

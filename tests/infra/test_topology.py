@@ -160,8 +160,8 @@ def test_only_the_notifying_bucket_of_this_account_may_publish_to_its_topic(
     names = deployment.names
 
     def check() -> None:
-        [policy] = cloud.of_type(TOPIC_POLICY)
         topic_arn = cloud.by_state(TOPIC, "name", names.topics["uploads"]).state["arn"]
+        [policy] = [p for p in cloud.of_type(TOPIC_POLICY) if p.inputs["arn"] == topic_arn]
         bucket_arn = cloud.by_state(BUCKET, "bucket", names.buckets["uploads"]).state["arn"]
         assert policy.inputs["arn"] == topic_arn
         assert policy.json("policy") == bucket_notifications_topic_policy(

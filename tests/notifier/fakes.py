@@ -194,28 +194,24 @@ class FakeNotifications(NotificationRepository):
 
     def purge_finished(self, *, before: datetime, limit: int) -> int:
         old = sorted(
-            (
-                n
-                for n in self.rows.values()
-                if n.status is not NotificationStatus.PENDING and n.created_at < before
-            ),
+            (n for n in self.rows.values() if n.status.finished and n.created_at < before),
             key=lambda n: n.created_at,
         )[:limit]
         for notification in old:
             del self.rows[notification.notification_id]
         return len(old)
 
-    def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[Notification]:
-        due = [
-            n
-            for n in self.rows.values()
-            if n.status is NotificationStatus.PENDING
-            and n.next_attempt_at is not None
-            and n.next_attempt_at <= now
-        ][:limit]
-        for notification in due:
-            notification.attempts += 1
-            notification.next_attempt_at = until
+    def due(self, *, now: datetime, limit: int) -> list[Notification]:
+        due = sorted(
+            (
+                n
+                for n in self.rows.values()
+                if n.status in (NotificationStatus.PENDING, NotificationStatus.SENDING)
+                and n.next_attempt_at is not None
+                and n.next_attempt_at <= now
+            ),
+            key=lambda n: n.next_attempt_at or now,
+        )[:limit]
         return copy.deepcopy(due)
 
 
@@ -329,10 +325,20 @@ class FakeMailer(Mailer):
     fail_with: MailError | None = None
     sent: list[dict[str, str]] = field(default_factory=list)
 
-    def send(self, *, recipient: str, subject: str, text: str, html: str) -> str:
+    def send(
+        self, *, notification_id: str, recipient: str, subject: str, text: str, html: str
+    ) -> str:
         if self.fail_with is not None:
             raise self.fail_with
-        self.sent.append({"recipient": recipient, "subject": subject, "text": text, "html": html})
+        self.sent.append(
+            {
+                "notification_id": notification_id,
+                "recipient": recipient,
+                "subject": subject,
+                "text": text,
+                "html": html,
+            }
+        )
         return f"msg-{len(self.sent)}"
 
 

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from eventforge.notifier.adapters.dns import SystemResolver
 from eventforge.notifier.adapters.http import HttpxWebhookTransport, pinned_request
@@ -16,6 +16,7 @@ from eventforge.notifier.adapters.mailer import SesMailer
 from eventforge.notifier.adapters.templates import JinjaEmailRenderer
 from eventforge.notifier.service_layer.ports import (
     MailError,
+    MailOutcomeUnknown,
     PinnedTarget,
     ResolutionFailed,
     TransportError,
@@ -142,7 +143,19 @@ def test_ses_errors_are_mail_errors_permanent_or_not() -> None:
     throttled = ClientError({"Error": {"Code": "Throttling", "Message": "slow"}}, "SendEmail")
     down = EndpointConnectionError(endpoint_url="http://ses")
     for error, permanent in ((rejected, True), (throttled, False), (down, False)):
-        mailer = SesMailer(_FailingSes(error), "from@example.com")  # type: ignore[arg-type]
+        mailer = SesMailer(_FailingSes(error), "from@example.com", "cs")  # type: ignore[arg-type]
         with pytest.raises(MailError) as raised:
-            mailer.send(recipient="a@example.com", subject="s", text="t", html="h")
+            mailer.send(
+                notification_id="n-1", recipient="a@example.com", subject="s", text="t", html="h"
+            )
         assert raised.value.permanent is permanent
+        assert not isinstance(raised.value, MailOutcomeUnknown)
+
+
+def test_an_ses_call_without_an_answer_has_an_unknown_outcome() -> None:
+    lost = ReadTimeoutError(endpoint_url="http://ses")
+    mailer = SesMailer(_FailingSes(lost), "from@example.com", "cs")  # type: ignore[arg-type]
+    with pytest.raises(MailOutcomeUnknown):
+        mailer.send(
+            notification_id="n-1", recipient="a@example.com", subject="s", text="t", html="h"
+        )

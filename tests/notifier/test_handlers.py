@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from eventforge.events.v1 import events_pb2
 from eventforge.events.v1.events_pb2 import Envelope
 from eventforge.notifier.adapters.templates import JinjaEmailRenderer
 from eventforge.notifier.domain.model import (
+    Acceptance,
     DeliveryStatus,
     NotificationStatus,
     Webhook,
@@ -29,13 +31,21 @@ from eventforge.notifier.service_layer.notifications import (
     EmailPolicy,
     claim_emails,
     list_notifications,
+    record_provider_event,
     send_email,
 )
-from eventforge.notifier.service_layer.ports import FilesUnavailable, MailError, TransportError
+from eventforge.notifier.service_layer.ports import (
+    NOTIFICATION_TAG,
+    FilesUnavailable,
+    MailError,
+    MailOutcomeUnknown,
+    TransportError,
+)
 from eventforge.notifier.service_layer.retention import purge_history
 from eventforge.notifier.signing import verify
 from eventforge.runtime.errors import InvalidArgument, NotFound
 from eventforge.runtime.messaging.envelope import encode, new_envelope
+from eventforge.runtime.messaging.messages import SesEvent
 from tests.notifier.fakes import (
     FakeFiles,
     FakeMailer,
@@ -485,6 +495,142 @@ def test_refused_emails_fail_and_throttled_ones_wait() -> None:
         send_email(n, uow=uow, mailer=FakeMailer(refused), policy=email_policy)
         is NotificationStatus.FAILED
     )
+
+
+def ses_event(
+    notification_id: str | None, message_id: str, event_type: str = "Send", **detail: object
+) -> SesEvent:
+    tags = {"ses:configuration-set": ("eventforge-email",)}
+    if notification_id is not None:
+        tags[NOTIFICATION_TAG] = (notification_id,)
+    return SesEvent(event_type=event_type, message_id=message_id, tags=tags, detail=detail)
+
+
+def crashed_after_send(uow: FakeUnitOfWork, mailer: FakeMailer, email_policy: EmailPolicy) -> str:
+    """Claim the email and have the provider accept it, then record nothing (a kill -9)."""
+    [n] = claim_emails(uow=uow, limit=10, policy=email_policy)
+    return mailer.send(
+        notification_id=n.notification_id,
+        recipient=n.recipient,
+        subject=n.subject,
+        text=n.text_body,
+        html=n.html_body,
+    )
+
+
+def later(delta: timedelta) -> Callable[[], datetime]:
+    return lambda: datetime.now(UTC) + delta
+
+
+def test_the_send_event_records_an_email_whose_sender_died_and_it_is_not_sent_again() -> None:
+    uow, mailer = FakeUnitOfWork(), FakeMailer()
+    run_fan_out(uow, confirmed())
+    email_policy = EmailPolicy(lease=timedelta(minutes=2))
+    message_id = crashed_after_send(uow, mailer, email_policy)
+    [stored] = uow.notifications.rows.values()
+    assert stored.status is NotificationStatus.SENDING
+    assert mailer.sent[0]["notification_id"] == stored.notification_id
+    # The provider's Send event arrives on the email queue.
+    recorded = record_provider_event(ses_event(stored.notification_id, message_id), uow=uow)
+    assert recorded is Acceptance.RECORDED
+    [stored] = uow.notifications.rows.values()
+    assert (stored.status, stored.provider_message_id) == (NotificationStatus.SENT, message_id)
+    assert claim_emails(uow=uow, limit=10, policy=email_policy, now=later(timedelta(hours=1))) == []
+    assert len(mailer.sent) == 1
+    announced = [m for m in uow.published if isinstance(m, events_pb2.NotificationSent)]
+    assert len(announced) == 1
+
+
+def test_without_a_send_event_the_email_is_sent_again_after_its_lease(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    uow, mailer = FakeUnitOfWork(), FakeMailer()
+    run_fan_out(uow, confirmed())
+    email_policy = EmailPolicy(lease=timedelta(minutes=2))
+    [n] = claim_emails(uow=uow, limit=10, policy=email_policy)  # and then the sender died
+    assert (
+        claim_emails(uow=uow, limit=10, policy=email_policy, now=later(timedelta(minutes=1))) == []
+    )
+    with caplog.at_level("WARNING", logger="eventforge.notifier.emails"):
+        [again] = claim_emails(
+            uow=uow, limit=10, policy=email_policy, now=later(timedelta(minutes=3))
+        )
+    assert (again.notification_id, again.attempts) == (n.notification_id, 2)
+    assert [r.__dict__.get("email_outcome") for r in caplog.records] == ["resent"]
+    assert send_email(again, uow=uow, mailer=mailer, policy=email_policy) is NotificationStatus.SENT
+
+
+def test_a_lost_answer_waits_for_the_event_instead_of_sending_again() -> None:
+    uow = FakeUnitOfWork()
+    run_fan_out(uow, confirmed())
+    email_policy = EmailPolicy(lease=timedelta(minutes=2))
+    [n] = claim_emails(uow=uow, limit=10, policy=email_policy)
+    lost = FakeMailer(MailOutcomeUnknown("SES gave no answer: read timeout"))
+    assert send_email(n, uow=uow, mailer=lost, policy=email_policy) is NotificationStatus.SENDING
+    [stored] = uow.notifications.rows.values()
+    assert stored.last_error == "outcome unknown: SES gave no answer: read timeout"
+    assert (
+        claim_emails(uow=uow, limit=10, policy=email_policy, now=later(timedelta(minutes=1))) == []
+    )
+    assert record_provider_event(ses_event(n.notification_id, "ses-1"), uow=uow) is (
+        Acceptance.RECORDED
+    )
+    assert claim_emails(uow=uow, limit=10, policy=email_policy, now=later(timedelta(hours=1))) == []
+
+
+def test_an_unknown_outcome_on_the_last_attempt_fails_visibly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    uow = FakeUnitOfWork()
+    run_fan_out(uow, confirmed())
+    email_policy = EmailPolicy(max_attempts=1, lease=timedelta(minutes=2))
+    claim_emails(uow=uow, limit=10, policy=email_policy)  # and then the sender died
+    with caplog.at_level("ERROR", logger="eventforge.notifier.emails"):
+        assert (
+            claim_emails(uow=uow, limit=10, policy=email_policy, now=later(timedelta(minutes=3)))
+            == []
+        )
+    [stored] = uow.notifications.rows.values()
+    assert stored.status is NotificationStatus.FAILED
+    assert "unknown" in stored.last_error
+    assert [r.__dict__.get("email_outcome") for r in caplog.records] == ["abandoned"]
+
+
+def test_provider_events_after_the_answer_change_nothing_but_a_second_send_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    uow, mailer = FakeUnitOfWork(), FakeMailer()
+    run_fan_out(uow, confirmed())
+    email_policy = EmailPolicy()
+    [n] = claim_emails(uow=uow, limit=10, policy=email_policy)
+    send_email(n, uow=uow, mailer=mailer, policy=email_policy)
+    assert record_provider_event(ses_event(n.notification_id, "msg-1"), uow=uow) is (
+        Acceptance.KNOWN
+    )
+    delivered = ses_event(n.notification_id, "msg-1", "Delivery")
+    assert record_provider_event(delivered, uow=uow) is Acceptance.KNOWN
+    with caplog.at_level("ERROR", logger="eventforge.notifier.emails"):
+        again = record_provider_event(ses_event(n.notification_id, "msg-2"), uow=uow)
+    assert again is Acceptance.DUPLICATE
+    assert [r.__dict__.get("email_outcome") for r in caplog.records] == ["duplicate"]
+    [stored] = uow.notifications.rows.values()
+    assert stored.provider_message_id == "msg-1"
+
+
+def test_a_reject_event_fails_the_email_and_foreign_events_are_ignored() -> None:
+    uow = FakeUnitOfWork()
+    run_fan_out(uow, confirmed())
+    [n] = claim_emails(uow=uow, limit=10, policy=EmailPolicy())
+    rejected = ses_event(n.notification_id, "ses-1", "Reject", reason="Bad content")
+    assert record_provider_event(rejected, uow=uow) is None
+    [stored] = uow.notifications.rows.values()
+    assert (stored.status, stored.last_error) == (
+        NotificationStatus.FAILED,
+        "rejected by the provider: Bad content",
+    )
+    assert record_provider_event(ses_event(None, "other"), uow=uow) is None
+    assert record_provider_event(ses_event("not-ours", "other"), uow=uow) is None
+    assert record_provider_event(ses_event(n.notification_id, "x", "Open"), uow=uow) is None
 
 
 class _CommitsFailFirst(FakeUnitOfWork):

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from eventforge.notifier.domain.model import (
+    Acceptance,
     Delivery,
     DeliveryAttempt,
     DeliveryStatus,
@@ -124,24 +125,61 @@ def email() -> Notification:
     return Notification("n-1", "e-1", "order.confirmed", "ada@example.com", "S", "t", "h", T0)
 
 
-def test_an_email_is_marked_sent_once() -> None:
+def test_an_email_is_marked_sent_once_and_a_second_acceptance_is_a_duplicate() -> None:
     n = email()
-    n.sent("ses-1", T0)
-    n.sent("ses-2", T0)
+    n.claim(T0, lease=timedelta(minutes=2))
+    assert n.accepted("ses-1", T0) is Acceptance.RECORDED
+    assert n.accepted("ses-1", T0) is Acceptance.KNOWN
+    assert n.accepted("ses-2", T0) is Acceptance.DUPLICATE
     assert (n.status, n.provider_message_id) == (NotificationStatus.SENT, "ses-1")
     assert n.events == [EmailSent("n-1", "ada@example.com", "e-1")]
 
 
+def test_a_claim_is_an_attempt_under_a_lease() -> None:
+    n = email()
+    n.claim(T0, lease=timedelta(minutes=2))
+    assert (n.status, n.attempts, n.outcome_unknown) == (NotificationStatus.SENDING, 1, True)
+    assert n.next_attempt_at == T0 + timedelta(minutes=2)
+    n.accepted("ses-1", T0)
+    with pytest.raises(InvalidTransition):
+        n.claim(T0, lease=timedelta(minutes=2))
+
+
+def test_a_lost_answer_keeps_the_email_sending_for_one_more_lease() -> None:
+    n = email()
+    n.claim(T0, lease=timedelta(minutes=2))
+    n.answer_lost("read timeout", T0 + timedelta(seconds=30), wait=timedelta(minutes=2))
+    assert n.status is NotificationStatus.SENDING
+    assert n.next_attempt_at == T0 + timedelta(seconds=150)
+    assert n.last_error == "outcome unknown: read timeout"
+    n.give_up_unknown(T0)
+    assert n.status.finished
+    assert "unknown" in n.last_error
+    # The provider's word wins over our giving up: it was sent after all.
+    assert n.accepted("ses-1", T0) is Acceptance.RECORDED
+    assert n.status.value == "SENT"
+
+
+def test_a_rejected_email_fails_with_the_reason() -> None:
+    n = email()
+    n.claim(T0, lease=timedelta(minutes=2))
+    n.rejected("Bad content")
+    assert (n.status, n.last_error) == (
+        NotificationStatus.FAILED,
+        "rejected by the provider: Bad content",
+    )
+
+
 def test_email_failures_retry_then_give_up() -> None:
     n = email()
-    n.attempts = 1
+    n.claim(T0 - timedelta(seconds=1), lease=timedelta(minutes=2))
     n.send_failed("throttled", T0, permanent=False, max_attempts=2, backoff=NO_JITTER)
     assert n.status is NotificationStatus.PENDING
     assert n.next_attempt_at == T0 + timedelta(seconds=1)
-    n.attempts = 2
+    n.claim(T0 + timedelta(seconds=1), lease=timedelta(minutes=2))
     n.send_failed("throttled", T0, permanent=False, max_attempts=2, backoff=NO_JITTER)
     assert n.status.value == "FAILED"
     rejected = email()
-    rejected.attempts = 1
+    rejected.claim(T0, lease=timedelta(minutes=2))
     rejected.send_failed("rejected", T0, permanent=True, max_attempts=5, backoff=NO_JITTER)
     assert rejected.status is NotificationStatus.FAILED

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
@@ -39,11 +39,11 @@ from eventforge.runtime.messaging.envelope import decode, encode, new_envelope
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
 from tests.fixtures.emulator import ses_messages_to
+from tests.fixtures.polling import eventually
 from tests.fixtures.services import ProcessGroup
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
 Delivery = notifier_pb2.DeliveryStatus
 MAX_ATTEMPTS, FAILING_AFTER, BACKOFF = 4, 3, 0.6
 
@@ -188,16 +188,6 @@ def stack(
             strict=notifier_pb2_grpc.NotifierServiceStub(strict),
             orders=orders_pb2_grpc.OrdersServiceStub(orders),
         )
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 20.0, what: str = "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        assert time.monotonic() < deadline, f"timed out waiting for {what or probe}"
-        time.sleep(0.1)
 
 
 def register(

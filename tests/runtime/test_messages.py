@@ -12,6 +12,7 @@ from eventforge.runtime.messaging.envelope import encode, new_envelope
 from eventforge.runtime.messaging.messages import (
     S3_OBJECT_CREATED,
     S3_TEST_EVENT,
+    SES_PREFIX,
     Delivery,
     MessageKind,
     ParseError,
@@ -166,10 +167,50 @@ def test_the_s3_test_event_is_recognised() -> None:
     assert message.event_type == S3_TEST_EVENT
 
 
+def ses_event(event_type: str = "Send", **own: object) -> str:
+    """An SES event-publishing record, in the documented shape."""
+    key = event_type[:1].lower() + event_type[1:]
+    return json.dumps(
+        {
+            "eventType": event_type,
+            "mail": {
+                "timestamp": "2026-01-01T00:00:00.000Z",
+                "source": "notifications@eventforge.example",
+                "sendingAccountId": "123456789012",
+                "messageId": "0100018c-ses-1",
+                "destination": ["ada@example.com"],
+                "tags": {
+                    "ses:configuration-set": ["eventforge-email"],
+                    "eventforge-notification-id": ["n-1"],
+                },
+            },
+            key: own,
+        }
+    )
+
+
+def test_an_ses_event_is_keyed_by_its_type_and_deduplicated_by_message_and_type() -> None:
+    [send] = parse_delivery(Delivery("m-10", ses_event()))
+    [again] = parse_delivery(Delivery("m-11", sns_wrapped(ses_event())))
+    [reject] = parse_delivery(Delivery("m-12", ses_event("Reject", reason="Bad content")))
+    assert send.kind is MessageKind.SES
+    assert (send.event_type, reject.event_type) == (SES_PREFIX + "Send", SES_PREFIX + "Reject")
+    assert send.ses is not None
+    assert reject.ses is not None
+    assert send.ses.message_id == "0100018c-ses-1"
+    assert send.ses.tag("eventforge-notification-id") == "n-1"
+    assert send.ses.tag("missing") is None
+    assert reject.ses.detail == {"reason": "Bad content"}
+    assert send.event_id == again.event_id != reject.event_id
+    assert len(send.event_id) <= 36
+
+
 @pytest.mark.parametrize(
     "body",
     [
         "not json {",
+        json.dumps({"eventType": "Send", "mail": {}}),  # no message id
+        json.dumps({"eventType": "Send", "mail": {"messageId": "m", "tags": ["x"]}}),
         "",
         "[1, 2]",
         '"a string"',

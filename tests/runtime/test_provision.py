@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import pytest
@@ -14,6 +14,10 @@ from eventforge.runtime import aws
 from eventforge.runtime.provision import ProvisionedTopology, provision
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
+from tests.fixtures.emulator import TEST_REGION
+
+ACCOUNT = "123456789012"
+"""The emulator's (moto's) default account."""
 
 if TYPE_CHECKING:
     from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
@@ -120,14 +124,55 @@ def test_uploads_bucket_notifies_its_topic(
     }
 
 
+def test_mail_events_are_published_to_their_topic(
+    aws_settings: Settings, provisioned: ProvisionedTopology
+) -> None:
+    ses, sns = aws.ses(aws_settings), aws.sns(aws_settings)
+    assert TOPOLOGY.mail_events is not None
+    name = TOPOLOGY.resolve(aws_settings.name_prefix).configuration_set
+    assert name == f"{aws_settings.name_prefix}-email"
+    topic_arn = provisioned.topic_arns[TOPOLOGY.mail_events.topic]
+    assert _event_destinations(aws_settings) == [
+        {
+            "Name": f"{name}-sns",
+            "Enabled": True,
+            "MatchingEventTypes": list(TOPOLOGY.mail_events.event_types),
+            "SNSDestination": {"TopicARN": topic_arn},
+        }
+    ]
+    assert [s["Name"] for s in ses.list_configuration_sets()["ConfigurationSets"]] == [name]
+    policy = sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"]["Policy"]
+    [statement] = json.loads(policy)["Statement"]
+    assert statement["Principal"] == {"Service": "ses.amazonaws.com"}
+    assert statement["Action"] == "sns:Publish"
+    assert statement["Condition"] == {
+        "ArnLike": {
+            "aws:SourceArn": f"arn:aws:ses:{TEST_REGION}:{ACCOUNT}:configuration-set/{name}"
+        },
+        "StringEquals": {"aws:SourceAccount": ACCOUNT},
+    }
+
+
+def _event_destinations(settings: Settings) -> list[dict[str, Any]]:
+    name = TOPOLOGY.resolve(settings.name_prefix).configuration_set
+    assert name is not None
+    described = aws.ses(settings).describe_configuration_set(
+        ConfigurationSetName=name, ConfigurationSetAttributeNames=["eventDestinations"]
+    )
+    return [dict(d) for d in described["EventDestinations"]]
+
+
 def test_provisioning_twice_changes_nothing(
     aws_settings: Settings, provisioned: ProvisionedTopology
 ) -> None:
-    sqs, sns = aws.sqs(aws_settings), aws.sns(aws_settings)
+    sqs, sns, ses = aws.sqs(aws_settings), aws.sns(aws_settings), aws.ses(aws_settings)
+    destinations = _event_destinations(aws_settings)
     assert provision(aws_settings, TOPOLOGY) == provisioned
     assert len(sqs.list_queues()["QueueUrls"]) == 2 * len(TOPOLOGY.queues)
     assert len(sns.list_topics()["Topics"]) == len(TOPOLOGY.topics)
     assert len(sns.list_subscriptions()["Subscriptions"]) == len(TOPOLOGY.queues)
+    assert len(ses.list_configuration_sets()["ConfigurationSets"]) == 1
+    assert _event_destinations(aws_settings) == destinations
     # Only the first configuration of the bucket's notifications sent a test event.
     files_uploads = provisioned.queues["files-uploads"].url
     assert len(_drain(sqs, files_uploads)) == 1

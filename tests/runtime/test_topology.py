@@ -44,7 +44,9 @@ def test_names_resolve_with_the_prefix() -> None:
         "files": "acme-dev-files-events",
         "notifier": "acme-dev-notifier-events",
         "uploads": "acme-dev-uploads-events",
+        "email": "acme-dev-email-events",
     }
+    assert names.configuration_set == "acme-dev-email"
     assert names.buckets == {
         "uploads": "acme-dev-uploads",
         "processed": "acme-dev-processed",
@@ -94,7 +96,11 @@ def test_a_prefix_giving_invalid_names_is_rejected(prefix: str) -> None:
 def test_queues_consumed_by_each_service() -> None:
     assert _names(TOPOLOGY.queues_consumed_by("orders")) == {"orders-orders"}
     assert _names(TOPOLOGY.queues_consumed_by("files")) == {"files-orders", "files-uploads"}
-    assert _names(TOPOLOGY.queues_consumed_by("notifier")) == {"notifier-orders", "notifier-files"}
+    assert _names(TOPOLOGY.queues_consumed_by("notifier")) == {
+        "notifier-orders",
+        "notifier-files",
+        "notifier-email",
+    }
 
 
 def test_topic_published_by_each_service() -> None:
@@ -116,6 +122,7 @@ def test_topic_published_by_each_service() -> None:
         ("files", "file.uploaded", set()),
         ("notifier", "notification.sent", set()),
         ("uploads", None, {"files-uploads"}),
+        ("email", None, {"notifier-email"}),
     ],
 )
 def test_queues_receiving_an_event(topic: str, event_type: str | None, expected: set[str]) -> None:
@@ -134,6 +141,34 @@ def test_uploads_bucket_notifies_only_fresh_uploads() -> None:
         (UPLOADS_QUARANTINE_PREFIX, 30),
     }
     assert TOPOLOGY.notifying_buckets("uploads") == (uploads,)
+
+
+def test_ses_publishes_its_email_events_to_the_email_topic_only() -> None:
+    mail = TOPOLOGY.mail_events
+    assert mail is not None
+    assert "send" in mail.event_types
+    assert [t.name for t in TOPOLOGY.topics if TOPOLOGY.fed_by_mail_events(t.name)] == ["email"]
+    assert TOPOLOGY.topic("email").publisher is None
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"topic": "nowhere"}, "mail events go to unknown topic nowhere"),
+        ({"topic": "orders"}, "must have no publisher"),
+        ({"event_types": ("delivery",)}, "must include send"),
+        ({"event_types": ("send", "opened")}, "mail event type opened"),
+    ],
+)
+def test_a_broken_mail_events_declaration_is_a_problem(
+    change: dict[str, object], problem: str
+) -> None:
+    assert TOPOLOGY.mail_events is not None
+    broken = dataclasses.replace(
+        TOPOLOGY,
+        mail_events=dataclasses.replace(TOPOLOGY.mail_events, **change),  # type: ignore[arg-type]
+    )
+    assert any(problem in found for found in broken.problems())
 
 
 def test_only_the_uploads_bucket_needs_cors() -> None:

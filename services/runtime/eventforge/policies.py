@@ -32,17 +32,35 @@ def bucket_notifications_topic_policy(
     topic_arn: str, bucket_arns: Sequence[str], account: str
 ) -> dict[str, Any]:
     """Only these buckets of this account may publish their object events to the topic."""
+    return _service_publishes(
+        "AllowBucketNotifications", "s3.amazonaws.com", topic_arn, list(bucket_arns), account
+    )
+
+
+def mail_events_topic_policy(
+    topic_arn: str, configuration_set_arn: str, account: str
+) -> dict[str, Any]:
+    """Only SES, for this configuration set of this account, may publish its email events."""
+    return _service_publishes(
+        "AllowMailEvents", "ses.amazonaws.com", topic_arn, configuration_set_arn, account
+    )
+
+
+def _service_publishes(
+    sid: str, principal: str, topic_arn: str, sources: str | list[str], account: str
+) -> dict[str, Any]:
+    """An AWS service may publish to the topic on behalf of these resources of this account."""
     return {
         "Version": POLICY_VERSION,
         "Statement": [
             {
-                "Sid": "AllowBucketNotifications",
+                "Sid": sid,
                 "Effect": "Allow",
-                "Principal": {"Service": "s3.amazonaws.com"},
+                "Principal": {"Service": principal},
                 "Action": "sns:Publish",
                 "Resource": topic_arn,
                 "Condition": {
-                    "ArnLike": {"aws:SourceArn": list(bucket_arns)},
+                    "ArnLike": {"aws:SourceArn": sources},
                     "StringEquals": {"aws:SourceAccount": account},
                 },
             }

@@ -91,6 +91,22 @@ class Bucket:
 
 
 @dataclass(frozen=True)
+class MailEvents:
+    """The mail provider's record of each email, published to a topic (SES event publishing).
+
+    SES publishes an event of each matching type for every email sent with the configuration
+    set, tagged with what the sender tagged the email with: the notifier learns from the `send`
+    event that SES accepted an email whose answer it never recorded (a crash, a lost reply).
+    """
+
+    configuration_set: str
+    """The logical name of the SES configuration set the notifier sends with."""
+    topic: str
+    event_types: tuple[str, ...] = ("send", "reject", "bounce", "complaint", "delivery")
+    """SES's matching event types (its lower-case names)."""
+
+
+@dataclass(frozen=True)
 class ResolvedQueue:
     """Physical names of a queue, its DLQ and the topic it subscribes to."""
 
@@ -108,15 +124,18 @@ class ResolvedTopology:
     topics: Mapping[str, str]
     queues: Mapping[str, ResolvedQueue]
     buckets: Mapping[str, str]
+    configuration_set: str | None = None
+    """The SES configuration set's physical name, when the topology declares mail events."""
 
 
 @dataclass(frozen=True)
 class Topology:
-    """The whole event backbone: topics, per-consumer queues and buckets."""
+    """The whole event backbone: topics, per-consumer queues, buckets and mail events."""
 
     topics: tuple[Topic, ...]
     queues: tuple[Queue, ...]
     buckets: tuple[Bucket, ...]
+    mail_events: MailEvents | None = None
 
     def topic(self, name: str) -> Topic:
         """The topic with this logical name."""
@@ -166,6 +185,10 @@ class Topology:
         """The buckets whose object events are published to `topic`."""
         return tuple(b for b in self.buckets if any(n.topic == topic for n in b.notifications))
 
+    def fed_by_mail_events(self, topic: str) -> bool:
+        """Whether the mail provider publishes its email events to `topic`."""
+        return self.mail_events is not None and self.mail_events.topic == topic
+
     def resolve(
         self, prefix: str, *, account_id: str | None = None, region: str | None = None
     ) -> ResolvedTopology:
@@ -189,7 +212,16 @@ class Topology:
             raise ValueError("bucket names qualified by an account need its region too")
         scope = "" if account_id is None else f"-{account_id}-{region}"
         buckets = {b.name: f"{prefix}-{b.name}{scope}" for b in self.buckets}
-        resolved = ResolvedTopology(prefix=prefix, topics=topics, queues=queues, buckets=buckets)
+        configuration_set = (
+            None if self.mail_events is None else f"{prefix}-{self.mail_events.configuration_set}"
+        )
+        resolved = ResolvedTopology(
+            prefix=prefix,
+            topics=topics,
+            queues=queues,
+            buckets=buckets,
+            configuration_set=configuration_set,
+        )
         _check_names(resolved)
         return resolved
 
@@ -215,10 +247,14 @@ class Topology:
                 for n in bucket.notifications
                 if n.topic not in topics
             ]
+        if self.mail_events is not None:
+            found += _mail_events_problems(self.mail_events, topics)
         found += [
-            f"topic {t.name} has neither a publisher nor a bucket feeding it"
+            f"topic {t.name} has neither a publisher nor a bucket or mail events feeding it"
             for t in self.topics
-            if t.publisher is None and not self.notifying_buckets(t.name)
+            if t.publisher is None
+            and not self.notifying_buckets(t.name)
+            and not self.fed_by_mail_events(t.name)
         ]
         return found
 
@@ -255,6 +291,41 @@ def _queue_problems(queue: Queue, topics: Mapping[str, Topic]) -> list[str]:
             found.append(f"queue {queue.name} retention must be 60..1209600 s")
     if queue.dlq_retention_seconds < queue.retention_seconds:
         found.append(f"queue {queue.name} DLQ retention is shorter than the queue's")
+    return found
+
+
+_MAIL_EVENT_TYPES = frozenset(
+    {
+        "send",
+        "reject",
+        "bounce",
+        "complaint",
+        "delivery",
+        "open",
+        "click",
+        "renderingFailure",
+        "deliveryDelay",
+        "subscription",
+    }
+)
+
+
+def _mail_events_problems(mail: MailEvents, topics: Mapping[str, Topic]) -> list[str]:
+    found: list[str] = []
+    topic = topics.get(mail.topic)
+    if topic is None:
+        found.append(f"mail events go to unknown topic {mail.topic}")
+    elif topic.publisher is not None or topic.event_types:
+        found.append(f"mail events topic {mail.topic} must have no publisher and no event types")
+    if "send" not in mail.event_types:
+        found.append("mail events must include send (it confirms an unrecorded send)")
+    found += [
+        f"mail event type {e} is not one SES publishes"
+        for e in mail.event_types
+        if e not in _MAIL_EVENT_TYPES
+    ]
+    if not _QUEUE_NAME.match(mail.configuration_set):
+        found.append(f"configuration set name {mail.configuration_set} is invalid")
     return found
 
 
@@ -296,6 +367,8 @@ TOPOLOGY = Topology(
         ),
         # S3 object-created notifications carry no message attributes, hence no event types.
         Topic("uploads", publisher=None, event_types=()),
+        # Nor do SES's email events (send, delivery, bounce, ...).
+        Topic("email", publisher=None, event_types=()),
     ),
     queues=(
         Queue("orders", "orders", event_types=("order.placed",)),
@@ -316,6 +389,7 @@ TOPOLOGY = Topology(
             "files",
             event_types=("receipt.ready", "file.processed", "file.rejected"),
         ),
+        Queue("notifier", "email", event_types=None),
     ),
     buckets=(
         Bucket(
@@ -330,5 +404,6 @@ TOPOLOGY = Topology(
         Bucket("processed"),
         Bucket("receipts"),
     ),
+    mail_events=MailEvents(configuration_set="email", topic="email"),
 )
 """The EventForge backbone."""

@@ -30,6 +30,7 @@ from eventforge.runtime.db import create_service_engine, session_factory
 from eventforge.runtime.grpc.client import channel
 from eventforge.runtime.settings import Settings
 from eventforge.runtime.telemetry import instrument_engine
+from eventforge.topology import TOPOLOGY
 
 FILES_SERVICE = "eventforge.files.v1.FilesService"
 
@@ -72,7 +73,10 @@ class NotifierApp:
 
     @property
     def email_policy(self) -> EmailPolicy:
-        return EmailPolicy(backoff=self.backoff)
+        return EmailPolicy(
+            backoff=self.backoff,
+            lease=timedelta(seconds=self.settings.notifier_email_lease_seconds),
+        )
 
     @property
     def backoff(self) -> Backoff:
@@ -110,7 +114,12 @@ def bootstrap(
         sessions=session_factory(engine),
         resolver=resolver or SystemResolver(),
         renderer=JinjaEmailRenderer(),
-        mailer=mailer or SesMailer(aws.ses(settings), settings.notifier_email_sender),
+        mailer=mailer
+        or SesMailer(
+            aws.ses(settings, single_attempt=True),
+            settings.notifier_email_sender,
+            TOPOLOGY.resolve_for(settings).configuration_set,
+        ),
         transport=transport or HttpxWebhookTransport(settings.notifier_webhook_timeout_seconds),
         files=files,
     )

@@ -98,9 +98,18 @@ def s3(settings: Settings) -> S3Client:
     return client
 
 
-def ses(settings: Settings) -> SESClient:
-    """A new SES client on the settings' endpoint and region."""
-    client: SESClient = _client(settings, "ses", _options(settings))
+def ses(settings: Settings, *, single_attempt: bool = False) -> SESClient:
+    """A new SES client on the settings' endpoint and region.
+
+    `single_attempt` turns botocore's retries off: a send retried after a lost answer (a read
+    timeout) can send the email twice, so the sender decides itself what to do then.
+    """
+    options = _options(settings)
+    if single_attempt:
+        options["config"] = options["config"].merge(
+            Config(retries={"mode": "standard", "total_max_attempts": 1})
+        )
+    client: SESClient = _client(settings, "ses", options)
     return client
 
 

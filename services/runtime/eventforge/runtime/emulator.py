@@ -1,4 +1,8 @@
-"""The embedded AWS emulator: moto in server mode, run as a child process on loopback."""
+"""The embedded AWS emulator: moto in server mode, run as a child process on loopback.
+
+The child runs `eventforge.runtime.emulator_server`: moto's server with SES event publishing
+added (moto stores SES event destinations but publishes nothing to them).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from types import TracebackType
 from typing import IO
 
 LOOPBACK = "127.0.0.1"
+SERVER_MODULE = "eventforge.runtime.emulator_server"
+"""The module the child runs: moto.server's command line, with SES event publishing."""
 
 
 class EmulatorError(RuntimeError):
@@ -84,7 +90,7 @@ class Emulator:
             raise EmulatorError(f"{self.host}:{self.port} is already in use")
         output = self._open_log()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", SERVER_MODULE, "-H", self.host, "-p", str(self.port)],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import ClientError
 
-from eventforge.policies import bucket_notifications_topic_policy, queue_policy
+from eventforge.policies import (
+    bucket_notifications_topic_policy,
+    mail_events_topic_policy,
+    queue_policy,
+)
 from eventforge.runtime import aws
 
 if TYPE_CHECKING:
@@ -21,12 +25,14 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.literals import BucketLocationConstraintType, EventType
     from mypy_boto3_s3.type_defs import TopicConfigurationTypeDef
     from mypy_boto3_ses import SESClient
+    from mypy_boto3_ses.literals import EventTypeType
+    from mypy_boto3_ses.type_defs import EventDestinationOutputTypeDef, EventDestinationTypeDef
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_sqs.literals import QueueAttributeNameType
 
     from eventforge.runtime.settings import Settings
-    from eventforge.topology import Bucket, ResolvedQueue, ResolvedTopology, Topology
+    from eventforge.topology import Bucket, MailEvents, ResolvedQueue, ResolvedTopology, Topology
 
 logger = logging.getLogger("eventforge.provision")
 
@@ -52,7 +58,7 @@ class ProvisionedTopology:
 
 
 def provision(settings: Settings, topology: Topology) -> ProvisionedTopology:
-    """Create or update every topic, queue, subscription and bucket of `topology`."""
+    """Create or update every topic, queue, subscription, bucket and mail event destination."""
     topology.validate()
     names = topology.resolve_for(settings)
     sns, sqs, s3 = aws.sns(settings), aws.sqs(settings), aws.s3(settings)
@@ -69,7 +75,14 @@ def provision(settings: Settings, topology: Topology) -> ProvisionedTopology:
             _allow_buckets_to_publish(sns, topic_arns[topic.name], sources)
     for bucket in topology.buckets:
         _ensure_notifications(s3, names, bucket, topic_arns)
-    _ensure_sender_identity(aws.ses(settings), settings.notifier_email_sender)
+    ses = aws.ses(settings)
+    mail = topology.mail_events
+    if mail is not None and names.configuration_set is not None:
+        topic_arn = topic_arns[mail.topic]
+        _allow_mail_events_to_publish(sns, topic_arn, names.configuration_set, settings.aws_region)
+        _ensure_configuration_set(ses, names.configuration_set)
+        _ensure_event_destination(ses, names.configuration_set, mail, topic_arn)
+    _ensure_sender_identity(ses, settings.notifier_email_sender)
     return ProvisionedTopology(topic_arns=topic_arns, queues=queues, buckets=dict(names.buckets))
 
 
@@ -246,6 +259,73 @@ def _notification_keys(
         prefix = next((r["Value"] for r in rules if r["Name"].lower() == "prefix"), "")
         keys.add((configuration["TopicArn"], tuple(sorted(configuration["Events"])), prefix))
     return keys
+
+
+def _allow_mail_events_to_publish(
+    sns: SNSClient, topic_arn: str, configuration_set: str, region: str
+) -> None:
+    partition, account = topic_arn.split(":")[1], topic_arn.split(":")[4]
+    configuration_set_arn = (
+        f"arn:{partition}:ses:{region}:{account}:configuration-set/{configuration_set}"
+    )
+    policy = mail_events_topic_policy(topic_arn, configuration_set_arn, account)
+    sns.set_topic_attributes(
+        TopicArn=topic_arn, AttributeName="Policy", AttributeValue=json.dumps(policy)
+    )
+    logger.info("topic policy %s allows configuration set %s", topic_arn, configuration_set)
+
+
+def _ensure_configuration_set(ses: SESClient, name: str) -> None:
+    try:
+        ses.create_configuration_set(ConfigurationSet={"Name": name})
+        logger.info("configuration set %s created", name)
+    except ClientError as error:
+        if _code(error) != "ConfigurationSetAlreadyExists":
+            raise
+        logger.info("configuration set %s ready", name)
+
+
+def _ensure_event_destination(
+    ses: SESClient, configuration_set: str, mail: MailEvents, topic_arn: str
+) -> None:
+    """Publish the mail events to the topic: create the SNS event destination, or repair it."""
+    wanted: EventDestinationTypeDef = {
+        "Name": f"{configuration_set}-sns",
+        "Enabled": True,
+        "MatchingEventTypes": [cast("EventTypeType", t) for t in mail.event_types],
+        "SNSDestination": {"TopicARN": topic_arn},
+    }
+    described = ses.describe_configuration_set(
+        ConfigurationSetName=configuration_set, ConfigurationSetAttributeNames=["eventDestinations"]
+    )
+    current = next(
+        (d for d in described.get("EventDestinations", []) if d.get("Name") == wanted["Name"]),
+        None,
+    )
+    if current is None:
+        ses.create_configuration_set_event_destination(
+            ConfigurationSetName=configuration_set, EventDestination=wanted
+        )
+        logger.info("event destination %s -> %s created", wanted["Name"], topic_arn)
+    elif _same_destination(current, wanted):
+        logger.info("event destination %s -> %s unchanged", wanted["Name"], topic_arn)
+    else:
+        ses.update_configuration_set_event_destination(
+            ConfigurationSetName=configuration_set, EventDestination=wanted
+        )
+        logger.info("event destination %s -> %s updated", wanted["Name"], topic_arn)
+
+
+def _same_destination(
+    current: EventDestinationOutputTypeDef, wanted: EventDestinationTypeDef
+) -> bool:
+    other_targets = ("CloudWatchDestination", "KinesisFirehoseDestination")
+    return (
+        current.get("Enabled", False) == wanted.get("Enabled", False)
+        and set(current["MatchingEventTypes"]) == set(wanted["MatchingEventTypes"])
+        and current.get("SNSDestination") == wanted.get("SNSDestination")
+        and not any(current.get(target) for target in other_targets)
+    )
 
 
 def _ensure_sender_identity(ses: SESClient, address: str) -> None:

@@ -127,6 +127,13 @@ class Settings(BaseSettings):
     notifier_email_sender: str = Field(
         default="notifications@eventforge.example", description="From address of every email."
     )
+    notifier_email_lease_seconds: float = Field(
+        default=120.0,
+        ge=1,
+        le=3600,
+        description="How long an email being sent waits for SES's answer or its Send event "
+        "before it is sent again (longer than a send and than SES takes to publish the event).",
+    )
     notifier_webhook_allowed_hosts: str = Field(
         default="",
         description="Comma-separated hosts that may be webhook targets over plain http and on "

@@ -25,19 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%eventforge/notifier/v1/notifier.proto\x12\x16\x65ventforge.notifier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x07Webhook\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x35\n\x06status\x18\x04 \x01(\x0e\x32%.eventforge.notifier.v1.WebhookStatus\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x0f\x44\x65liveryAttempt\x12\x16\n\x0e\x61ttempt_number\x18\x01 \x01(\x05\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x12\n\nlatency_ms\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x30\n\x0c\x61ttempt_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x36\n\x06status\x18\x05 \x01(\x0e\x32&.eventforge.notifier.v1.DeliveryStatus\x12\x39\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\'.eventforge.notifier.v1.DeliveryAttempt\x12\x35\n\x11next_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x8a\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\trecipient\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12:\n\x06status\x18\x07 \x01(\x0e\x32*.eventforge.notifier.v1.NotificationStatus\x12\x1b\n\x13provider_message_id\x18\x08 \x01(\t\x12-\n\tsend_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x16RegisterWebhookRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"c\n\x17RegisterWebhookResponse\x12\x30\n\x07webhook\x18\x01 \x01(\x0b\x32\x1f.eventforge.notifier.v1.Webhook\x12\x16\n\x0esigning_secret\x18\x02 \x01(\t\"<\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x14ListWebhooksResponse\x12\x31\n\x08webhooks\x18\x01 \x03(\x0b\x32\x1f.eventforge.notifier.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14\x44\x65leteWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteWebhookResponse\"d\n\x15ListDeliveriesRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"g\n\x16ListDeliveriesResponse\x12\x34\n\ndeliveries\x18\x01 \x03(\x0b\x32 .eventforge.notifier.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x18ListNotificationsRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.eventforge.notifier.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*f\n\rWebhookStatus\x12\x1e\n\x1aWEBHOOK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15WEBHOOK_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16WEBHOOK_STATUS_FAILING\x10\x02*\xa7\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATUS_RETRYING\x10\x02\x12\x1d\n\x19\x44\x45LIVERY_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x04*w\n\x12NotificationStatus\x12#\n\x1fNOTIFICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18NOTIFICATION_STATUS_SENT\x10\x01\x12\x1e\n\x1aNOTIFICATION_STATUS_FAILED\x10\x02\x32\xc9\x04\n\x0fNotifierService\x12r\n\x0fRegisterWebhook\x12..eventforge.notifier.v1.RegisterWebhookRequest\x1a/.eventforge.notifier.v1.RegisterWebhookResponse\x12i\n\x0cListWebhooks\x12+.eventforge.notifier.v1.ListWebhooksRequest\x1a,.eventforge.notifier.v1.ListWebhooksResponse\x12l\n\rDeleteWebhook\x12,.eventforge.notifier.v1.DeleteWebhookRequest\x1a-.eventforge.notifier.v1.DeleteWebhookResponse\x12o\n\x0eListDeliveries\x12-.eventforge.notifier.v1.ListDeliveriesRequest\x1a..eventforge.notifier.v1.ListDeliveriesResponse\x12x\n\x11ListNotifications\x12\x30.eventforge.notifier.v1.ListNotificationsRequest\x1a\x31.eventforge.notifier.v1.ListNotificationsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%eventforge/notifier/v1/notifier.proto\x12\x16\x65ventforge.notifier.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x07Webhook\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x03 \x03(\t\x12\x35\n\x06status\x18\x04 \x01(\x0e\x32%.eventforge.notifier.v1.WebhookStatus\x12\x1c\n\x14\x63onsecutive_failures\x18\x05 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12/\n\x0b\x63reate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x93\x01\n\x0f\x44\x65liveryAttempt\x12\x16\n\x0e\x61ttempt_number\x18\x01 \x01(\x05\x12\x13\n\x0bhttp_status\x18\x02 \x01(\x05\x12\x12\n\nlatency_ms\x18\x03 \x01(\x05\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x30\n\x0c\x61ttempt_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb4\x02\n\x08\x44\x65livery\x12\x13\n\x0b\x64\x65livery_id\x18\x01 \x01(\t\x12\x12\n\nwebhook_id\x18\x02 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x03 \x01(\t\x12\x12\n\nevent_type\x18\x04 \x01(\t\x12\x36\n\x06status\x18\x05 \x01(\x0e\x32&.eventforge.notifier.v1.DeliveryStatus\x12\x39\n\x08\x61ttempts\x18\x06 \x03(\x0b\x32\'.eventforge.notifier.v1.DeliveryAttempt\x12\x35\n\x11next_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb0\x02\n\x0cNotification\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x12\n\nevent_type\x18\x03 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x04 \x01(\t\x12\x11\n\trecipient\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12:\n\x06status\x18\x07 \x01(\x0e\x32*.eventforge.notifier.v1.NotificationStatus\x12\x1b\n\x13provider_message_id\x18\x08 \x01(\t\x12-\n\tsend_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61ttempts\x18\n \x01(\x05\x12\x12\n\nlast_error\x18\x0b \x01(\t\"O\n\x16RegisterWebhookRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x0b\x65vent_types\x18\x02 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"c\n\x17RegisterWebhookResponse\x12\x30\n\x07webhook\x18\x01 \x01(\x0b\x32\x1f.eventforge.notifier.v1.Webhook\x12\x16\n\x0esigning_secret\x18\x02 \x01(\t\"<\n\x13ListWebhooksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"b\n\x14ListWebhooksResponse\x12\x31\n\x08webhooks\x18\x01 \x03(\x0b\x32\x1f.eventforge.notifier.v1.Webhook\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x14\x44\x65leteWebhookRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\"\x17\n\x15\x44\x65leteWebhookResponse\"d\n\x15ListDeliveriesRequest\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"g\n\x16ListDeliveriesResponse\x12\x34\n\ndeliveries\x18\x01 \x03(\x0b\x32 .eventforge.notifier.v1.Delivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"f\n\x18ListNotificationsRequest\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"q\n\x19ListNotificationsResponse\x12;\n\rnotifications\x18\x01 \x03(\x0b\x32$.eventforge.notifier.v1.Notification\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*f\n\rWebhookStatus\x12\x1e\n\x1aWEBHOOK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15WEBHOOK_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16WEBHOOK_STATUS_FAILING\x10\x02*\xa7\x01\n\x0e\x44\x65liveryStatus\x12\x1f\n\x1b\x44\x45LIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44\x45LIVERY_STATUS_PENDING\x10\x01\x12\x1c\n\x18\x44\x45LIVERY_STATUS_RETRYING\x10\x02\x12\x1d\n\x19\x44\x45LIVERY_STATUS_SUCCEEDED\x10\x03\x12\x1a\n\x16\x44\x45LIVERY_STATUS_FAILED\x10\x04*\xb9\x01\n\x12NotificationStatus\x12#\n\x1fNOTIFICATION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18NOTIFICATION_STATUS_SENT\x10\x01\x12\x1e\n\x1aNOTIFICATION_STATUS_FAILED\x10\x02\x12\x1f\n\x1bNOTIFICATION_STATUS_PENDING\x10\x03\x12\x1f\n\x1bNOTIFICATION_STATUS_SENDING\x10\x04\x32\xc9\x04\n\x0fNotifierService\x12r\n\x0fRegisterWebhook\x12..eventforge.notifier.v1.RegisterWebhookRequest\x1a/.eventforge.notifier.v1.RegisterWebhookResponse\x12i\n\x0cListWebhooks\x12+.eventforge.notifier.v1.ListWebhooksRequest\x1a,.eventforge.notifier.v1.ListWebhooksResponse\x12l\n\rDeleteWebhook\x12,.eventforge.notifier.v1.DeleteWebhookRequest\x1a-.eventforge.notifier.v1.DeleteWebhookResponse\x12o\n\x0eListDeliveries\x12-.eventforge.notifier.v1.ListDeliveriesRequest\x1a..eventforge.notifier.v1.ListDeliveriesResponse\x12x\n\x11ListNotifications\x12\x30.eventforge.notifier.v1.ListNotificationsRequest\x1a\x31.eventforge.notifier.v1.ListNotificationsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'eventforge.notifier.v1.notifier_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WEBHOOKSTATUS']._serialized_start=1888
-  _globals['_WEBHOOKSTATUS']._serialized_end=1990
-  _globals['_DELIVERYSTATUS']._serialized_start=1993
-  _globals['_DELIVERYSTATUS']._serialized_end=2160
-  _globals['_NOTIFICATIONSTATUS']._serialized_start=2162
-  _globals['_NOTIFICATIONSTATUS']._serialized_end=2281
+  _globals['_WEBHOOKSTATUS']._serialized_start=1926
+  _globals['_WEBHOOKSTATUS']._serialized_end=2028
+  _globals['_DELIVERYSTATUS']._serialized_start=2031
+  _globals['_DELIVERYSTATUS']._serialized_end=2198
+  _globals['_NOTIFICATIONSTATUS']._serialized_start=2201
+  _globals['_NOTIFICATIONSTATUS']._serialized_end=2386
   _globals['_WEBHOOK']._serialized_start=99
   _globals['_WEBHOOK']._serialized_end=317
   _globals['_DELIVERYATTEMPT']._serialized_start=320
@@ -45,27 +45,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELIVERY']._serialized_start=470
   _globals['_DELIVERY']._serialized_end=778
   _globals['_NOTIFICATION']._serialized_start=781
-  _globals['_NOTIFICATION']._serialized_end=1047
-  _globals['_REGISTERWEBHOOKREQUEST']._serialized_start=1049
-  _globals['_REGISTERWEBHOOKREQUEST']._serialized_end=1128
-  _globals['_REGISTERWEBHOOKRESPONSE']._serialized_start=1130
-  _globals['_REGISTERWEBHOOKRESPONSE']._serialized_end=1229
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1231
-  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1291
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1293
-  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1391
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1393
-  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1435
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1437
-  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1460
-  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1462
-  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1562
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1564
-  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1667
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=1669
-  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1771
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1773
-  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1886
-  _globals['_NOTIFIERSERVICE']._serialized_start=2284
-  _globals['_NOTIFIERSERVICE']._serialized_end=2869
+  _globals['_NOTIFICATION']._serialized_end=1085
+  _globals['_REGISTERWEBHOOKREQUEST']._serialized_start=1087
+  _globals['_REGISTERWEBHOOKREQUEST']._serialized_end=1166
+  _globals['_REGISTERWEBHOOKRESPONSE']._serialized_start=1168
+  _globals['_REGISTERWEBHOOKRESPONSE']._serialized_end=1267
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_start=1269
+  _globals['_LISTWEBHOOKSREQUEST']._serialized_end=1329
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_start=1331
+  _globals['_LISTWEBHOOKSRESPONSE']._serialized_end=1429
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_start=1431
+  _globals['_DELETEWEBHOOKREQUEST']._serialized_end=1473
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_start=1475
+  _globals['_DELETEWEBHOOKRESPONSE']._serialized_end=1498
+  _globals['_LISTDELIVERIESREQUEST']._serialized_start=1500
+  _globals['_LISTDELIVERIESREQUEST']._serialized_end=1600
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_start=1602
+  _globals['_LISTDELIVERIESRESPONSE']._serialized_end=1705
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_start=1707
+  _globals['_LISTNOTIFICATIONSREQUEST']._serialized_end=1809
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_start=1811
+  _globals['_LISTNOTIFICATIONSRESPONSE']._serialized_end=1924
+  _globals['_NOTIFIERSERVICE']._serialized_start=2389
+  _globals['_NOTIFIERSERVICE']._serialized_end=2974
 # @@protoc_insertion_point(module_scope)

@@ -80,14 +80,32 @@ class _NotificationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_No
     DESCRIPTOR: _descriptor.EnumDescriptor
     NOTIFICATION_STATUS_UNSPECIFIED: _NotificationStatus.ValueType  # 0
     NOTIFICATION_STATUS_SENT: _NotificationStatus.ValueType  # 1
+    """Accepted by the mail provider."""
     NOTIFICATION_STATUS_FAILED: _NotificationStatus.ValueType  # 2
+    """Refused by the provider, or attempts ran out; `last_error` says why."""
+    NOTIFICATION_STATUS_PENDING: _NotificationStatus.ValueType  # 3
+    """Written, waiting for its (next) attempt."""
+    NOTIFICATION_STATUS_SENDING: _NotificationStatus.ValueType  # 4
+    """Handed to the provider and its answer not recorded yet: in flight, or its outcome unknown
+    (a crash, a lost answer) until the provider's Send event arrives; sent again only if no
+    event comes within the lease.
+    """
 
 class NotificationStatus(_NotificationStatus, metaclass=_NotificationStatusEnumTypeWrapper):
     """Where an email stands."""
 
 NOTIFICATION_STATUS_UNSPECIFIED: NotificationStatus.ValueType  # 0
 NOTIFICATION_STATUS_SENT: NotificationStatus.ValueType  # 1
+"""Accepted by the mail provider."""
 NOTIFICATION_STATUS_FAILED: NotificationStatus.ValueType  # 2
+"""Refused by the provider, or attempts ran out; `last_error` says why."""
+NOTIFICATION_STATUS_PENDING: NotificationStatus.ValueType  # 3
+"""Written, waiting for its (next) attempt."""
+NOTIFICATION_STATUS_SENDING: NotificationStatus.ValueType  # 4
+"""Handed to the provider and its answer not recorded yet: in flight, or its outcome unknown
+(a crash, a lost answer) until the provider's Send event arrives; sent again only if no
+event comes within the lease.
+"""
 Global___NotificationStatus: _TypeAlias = NotificationStatus  # noqa: Y015
 
 @_typing.final
@@ -227,6 +245,8 @@ class Notification(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     PROVIDER_MESSAGE_ID_FIELD_NUMBER: _builtins.int
     SEND_TIME_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
     notification_id: _builtins.str
     event_id: _builtins.str
     event_type: _builtins.str
@@ -237,6 +257,10 @@ class Notification(_message.Message):
     status: Global___NotificationStatus.ValueType
     provider_message_id: _builtins.str
     """Id given by the mail provider."""
+    attempts: _builtins.int
+    """Attempts made so far."""
+    last_error: _builtins.str
+    """Why the last attempt did not send it ("" once sent)."""
     @_builtins.property
     def send_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -251,10 +275,12 @@ class Notification(_message.Message):
         status: Global___NotificationStatus.ValueType = ...,
         provider_message_id: _builtins.str = ...,
         send_time: _timestamp_pb2.Timestamp | None = ...,
+        attempts: _builtins.int = ...,
+        last_error: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["send_time", b"send_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "event_id", b"event_id", "event_type", b"event_type", "notification_id", b"notification_id", "provider_message_id", b"provider_message_id", "recipient", b"recipient", "send_time", b"send_time", "status", b"status", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "channel", b"channel", "event_id", b"event_id", "event_type", b"event_type", "last_error", b"last_error", "notification_id", b"notification_id", "provider_message_id", b"provider_message_id", "recipient", b"recipient", "send_time", b"send_time", "status", b"status", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

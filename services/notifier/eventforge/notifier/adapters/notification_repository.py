@@ -37,6 +37,11 @@ _NOTIFICATION_FIELDS = (
 )
 
 
+_FINISHED = [s.value for s in NotificationStatus if s.finished]
+# SENDING rows are due again once their lease has run out with nothing recorded.
+_DUE = [NotificationStatus.PENDING.value, NotificationStatus.SENDING.value]
+
+
 class SqlNotifications(NotificationRepository):
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -54,7 +59,7 @@ class SqlNotifications(NotificationRepository):
 
     def save(self, notification: Notification) -> None:
         values = self._row(notification)
-        for fixed in ("notification_id", "event_id", "recipient", "created_at", "attempts"):
+        for fixed in ("notification_id", "event_id", "recipient", "created_at"):
             del values[fixed]
         self.session.execute(
             sa.update(notifications)
@@ -84,7 +89,7 @@ class SqlNotifications(NotificationRepository):
         old = (
             sa.select(notifications.c.notification_id)
             .where(
-                notifications.c.status != NotificationStatus.PENDING.value,
+                notifications.c.status.in_(_FINISHED),
                 notifications.c.created_at < before,
             )
             .order_by(notifications.c.created_at)
@@ -97,27 +102,17 @@ class SqlNotifications(NotificationRepository):
             )
         return len(ids)
 
-    def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[Notification]:
+    def due(self, *, now: datetime, limit: int) -> list[Notification]:
         query = (
             sa.select(notifications)
-            .where(notifications.c.status == NotificationStatus.PENDING.value)
+            .where(notifications.c.status.in_(_DUE))
             .where(notifications.c.next_attempt_at <= now)
             .order_by(notifications.c.next_attempt_at)
             .limit(limit)
         )
         if is_postgres(self.session):
             query = query.with_for_update(skip_locked=True)
-        claimed = [self._load(row) for row in self.session.execute(query).mappings()]
-        if claimed:
-            self.session.execute(
-                sa.update(notifications)
-                .where(notifications.c.notification_id.in_([n.notification_id for n in claimed]))
-                .values(attempts=notifications.c.attempts + 1, next_attempt_at=until)
-            )
-        for notification in claimed:
-            notification.attempts += 1
-            notification.next_attempt_at = until
-        return claimed
+        return [self._load(row) for row in self.session.execute(query).mappings()]
 
     @staticmethod
     def _row(notification: Notification) -> dict[str, Any]:

@@ -31,8 +31,25 @@ class DeliveryStatus(enum.Enum):
 
 class NotificationStatus(enum.Enum):
     PENDING = "PENDING"
+    SENDING = "SENDING"
+    """Handed to the provider, its answer not recorded yet (in flight, a crash, a lost reply)."""
     SENT = "SENT"
     FAILED = "FAILED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (NotificationStatus.SENT, NotificationStatus.FAILED)
+
+
+class Acceptance(enum.Enum):
+    """What the provider's word that it accepted an email (its answer, or its event) meant."""
+
+    RECORDED = "recorded"
+    """The email is SENT now."""
+    KNOWN = "known"
+    """It was already SENT with this provider id: the same send, told twice."""
+    DUPLICATE = "duplicate"
+    """It was already SENT with another provider id: the provider sent it twice."""
 
 
 # Domain events, past tense; the unit of work publishes them as notification.* events.
@@ -182,22 +199,68 @@ class Notification:
     next_attempt_at: datetime | None = None
     events: list[Event] = field(default_factory=list, compare=False, repr=False)
 
-    def sent(self, provider_message_id: str, now: datetime) -> None:
+    @property
+    def outcome_unknown(self) -> bool:
+        """A send was started and what the provider did with it was never recorded."""
+        return self.status is NotificationStatus.SENDING
+
+    def claim(self, now: datetime, *, lease: timedelta) -> None:
+        """Start an attempt: SENDING, hidden from other senders until the lease runs out.
+
+        If the lease runs out with nothing recorded (the sender died, or the answer was lost),
+        the email is due again — unless the provider's own event has shown it was sent.
+        """
+        if self.status.finished:
+            raise InvalidTransition(f"notification {self.notification_id} is {self.status.value}")
+        self.status = NotificationStatus.SENDING
+        self.attempts += 1
+        self.next_attempt_at = now + lease
+
+    def accepted(self, provider_message_id: str, now: datetime) -> Acceptance:
+        """The provider accepted the email (its answer to our call, or its Send event)."""
         if self.status is NotificationStatus.SENT:
-            return  # a second sender finished first (its lease had run out): one record is enough
+            if provider_message_id == self.provider_message_id:
+                return Acceptance.KNOWN
+            return Acceptance.DUPLICATE
         self.status, self.sent_at, self.next_attempt_at = NotificationStatus.SENT, now, None
         self.provider_message_id = provider_message_id
         self.last_error = ""
         self.events.append(EmailSent(self.notification_id, self.recipient, self.event_id))
+        return Acceptance.RECORDED
 
     def send_failed(
         self, error: str, now: datetime, *, permanent: bool, max_attempts: int, backoff: Backoff
     ) -> None:
-        """Retry later with backoff, or give up: the provider refused, or attempts ran out."""
-        if self.status is not NotificationStatus.PENDING:
+        """The provider refused: retry later with backoff, or give up when it cannot help."""
+        if self.status.finished:
             return
         self.last_error = error
         if permanent or self.attempts >= max_attempts:
             self.status, self.next_attempt_at = NotificationStatus.FAILED, None
         else:
+            self.status = NotificationStatus.PENDING
             self.next_attempt_at = now + timedelta(seconds=backoff.delay(self.attempts))
+
+    def answer_lost(self, error: str, now: datetime, *, wait: timedelta) -> None:
+        """The call may have reached the provider, but no answer came: stay SENDING, and wait
+        `wait` for the provider's event before the email is due again."""
+        if self.status is not NotificationStatus.SENDING:
+            return
+        self.last_error = f"outcome unknown: {error}"
+        self.next_attempt_at = now + wait
+
+    def give_up_unknown(self, now: datetime) -> None:
+        """Attempts ran out with the last outcome unknown: FAILED, and said so."""
+        if self.status is not NotificationStatus.SENDING:
+            return
+        self.status, self.next_attempt_at = NotificationStatus.FAILED, None
+        self.last_error = (
+            f"outcome of attempt {self.attempts} unknown and no Send event came; "
+            f"not sent again after {self.attempts} attempts"
+        )
+
+    def rejected(self, reason: str) -> None:
+        """The provider accepted the call, then refused to send the email (a Reject event)."""
+        self.last_error = f"rejected by the provider: {reason}"
+        if not self.status.finished:
+            self.status, self.next_attempt_at = NotificationStatus.FAILED, None

@@ -13,8 +13,8 @@ from eventforge.notifier.domain.model import (
 from eventforge.notifier.v1 import notifier_pb2
 
 _NOTIFICATION_STATUS = {
-    # A pending email (written, not yet accepted by the provider) has no status of the contract.
-    NotificationStatus.PENDING: notifier_pb2.NOTIFICATION_STATUS_UNSPECIFIED,
+    NotificationStatus.PENDING: notifier_pb2.NOTIFICATION_STATUS_PENDING,
+    NotificationStatus.SENDING: notifier_pb2.NOTIFICATION_STATUS_SENDING,
     NotificationStatus.SENT: notifier_pb2.NOTIFICATION_STATUS_SENT,
     NotificationStatus.FAILED: notifier_pb2.NOTIFICATION_STATUS_FAILED,
 }
@@ -69,6 +69,8 @@ def notification_proto(notification: Notification) -> notifier_pb2.Notification:
         subject=notification.subject,
         status=_NOTIFICATION_STATUS[notification.status],
         provider_message_id=notification.provider_message_id,
+        attempts=notification.attempts,
+        last_error=notification.last_error,
     )
     if notification.sent_at is not None:
         message.send_time.FromDatetime(notification.sent_at)

@@ -1,4 +1,5 @@
-"""The notifier worker: consumes order and file events, and dispatches webhooks and emails."""
+"""The notifier worker: consumes order and file events and SES's email events, and dispatches
+webhooks and emails."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ from sqlalchemy.orm import Session
 from eventforge.notifier.bootstrap import NotifierApp, bootstrap
 from eventforge.notifier.service_layer.dispatcher import Dispatcher
 from eventforge.notifier.service_layer.fan_out import fan_out
+from eventforge.notifier.service_layer.notifications import (
+    ACCEPTED_EVENTS,
+    REJECT_EVENT,
+    record_provider_event,
+)
 from eventforge.notifier.service_layer.retention import purge_history
 from eventforge.notifier.service_layer.webhooks import deliverable_event_types
-from eventforge.runtime.messaging.messages import IncomingMessage
+from eventforge.runtime.messaging.messages import SES_PREFIX, IncomingMessage
 from eventforge.runtime.messaging.processing import Handler
 from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_worker
 from eventforge.runtime.settings import Settings
@@ -35,7 +41,15 @@ def handlers(app: NotifierApp) -> dict[str, Handler]:
             renderer=app.renderer,
         )
 
-    return dict.fromkeys(deliverable_event_types(), notify)
+    def provider_event(message: IncomingMessage, session: Session) -> None:
+        if message.ses is None:
+            raise TypeError(f"{message.event_type} message without an SES event")
+        record_provider_event(message.ses, uow=app.uow_in(session))
+
+    registry: dict[str, Handler] = dict.fromkeys(deliverable_event_types(), notify)
+    for event_type in (*ACCEPTED_EVENTS, REJECT_EVENT):
+        registry[SES_PREFIX + event_type] = provider_event
+    return registry
 
 
 def dispatcher(app: NotifierApp) -> Dispatcher:

@@ -126,8 +126,13 @@ class NotificationRepository(abc.ABC):
         how many were deleted."""
 
     @abc.abstractmethod
-    def claim_due(self, *, now: datetime, limit: int, until: datetime) -> list[Notification]:
-        """Pending emails whose send is due: counted as an attempt and leased until `until`."""
+    def due(self, *, now: datetime, limit: int) -> list[Notification]:
+        """Emails due for an attempt (pending, or sending whose lease ran out), soonest first,
+        locked until the unit ends (other senders skip them)."""
+
+
+NOTIFICATION_TAG = "eventforge-notification-id"
+"""The tag every email is sent with: the provider's events about it name the email by it."""
 
 
 class MailError(Exception):
@@ -138,10 +143,18 @@ class MailError(Exception):
         self.permanent = permanent
 
 
+class MailOutcomeUnknown(MailError):
+    """The call may have reached the provider but no answer came (a timeout, a dropped
+    connection): the email may have been sent."""
+
+
 class Mailer(abc.ABC):
     @abc.abstractmethod
-    def send(self, *, recipient: str, subject: str, text: str, html: str) -> str:
-        """Send one email from the configured sender; returns the provider's message id."""
+    def send(
+        self, *, notification_id: str, recipient: str, subject: str, text: str, html: str
+    ) -> str:
+        """Send one email from the configured sender, tagged with its notification id (the
+        provider's events about it carry the tag); returns the provider's message id."""
 
 
 class TransportError(Exception):

@@ -11,7 +11,10 @@ into the units of work the handlers see, `IncomingMessage`s:
   record**, of kind S3, each with its own dedupe key: a redelivered notification whose first
   record was already handled repeats only the others;
 - the `s3:TestEvent` S3 sends when notifications are configured gives one message of kind
-  S3_TEST, which the runtime acknowledges without calling a handler.
+  S3_TEST, which the runtime acknowledges without calling a handler;
+- an SES email event (event publishing: `{"eventType": "Send", "mail": {...}}`) gives one
+  message of kind SES, keyed `ses:<eventType>` (`ses:Send`, `ses:Delivery`, ...), deduplicated
+  by the provider's message id and the event type.
 
 Anything else raises `ParseError`.
 """
@@ -40,6 +43,9 @@ from eventforge.runtime.messaging.envelope import (
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
 
+SES_PREFIX = "ses:"
+"""Handler registry keys of SES email events: `ses:` + the event's `eventType`."""
+
 S3_TEST_EVENT = "s3:TestEvent"
 S3_OBJECT_CREATED = "s3:ObjectCreated"
 """Handler registry key of S3 object-created records (`s3:` + the event name's first part)."""
@@ -51,13 +57,14 @@ _KEY_NAMESPACE = uuid.UUID("6f1c1f0e-8a52-5d3e-9c0b-2f4f7c1e9a10")
 
 
 class ParseError(ValueError):
-    """A message body is neither an envelope nor an S3 notification."""
+    """A message body is neither an envelope, an S3 notification nor an SES email event."""
 
 
 class MessageKind(Enum):
     ENVELOPE = "envelope"
     S3 = "s3"
     S3_TEST = "s3_test"
+    SES = "ses"
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,25 @@ class S3Record:
 
 
 @dataclass(frozen=True)
+class SesEvent:
+    """One SES email event: what happened to which email, and the tags it was sent with."""
+
+    event_type: str
+    """SES's `eventType`: Send, Delivery, Bounce, Complaint, Reject, ..."""
+    message_id: str
+    """The id SES answered the send with."""
+    tags: Mapping[str, tuple[str, ...]]
+    """The email's tags (the sender's and SES's own `ses:*`), each with its values."""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+    """The event's own object (`send`, `bounce`, `reject`, ...), as SES wrote it."""
+
+    def tag(self, name: str) -> str | None:
+        """The first value of a tag, None when the email was not sent with it."""
+        values = self.tags.get(name, ())
+        return values[0] if values else None
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     """One unit of work for a handler, parsed from a delivery."""
 
@@ -143,6 +169,7 @@ class IncomingMessage:
     """From the `request_id` attribute, else the envelope's; None if neither has one."""
     envelope: Envelope | None = None
     s3: S3Record | None = None
+    ses: SesEvent | None = None
 
     @property
     def payload(self) -> Message:
@@ -182,6 +209,10 @@ def parse_delivery(delivery: Delivery) -> tuple[IncomingMessage, ...]:
     if document.get("Event") == S3_TEST_EVENT:
         test_id = inbox_key(f"s3-test:{document.get('RequestId') or delivery.message_id}")
         return (message(MessageKind.S3_TEST, S3_TEST_EVENT, test_id),)
+    if isinstance(document.get("eventType"), str) and "mail" in document:
+        event = _ses_event(document)
+        key = inbox_key(f"{SES_PREFIX}{event.message_id}:{event.event_type}")
+        return (message(MessageKind.SES, SES_PREFIX + event.event_type, key, ses=event),)
     if "Records" in document:
         records = [_s3_record(r) for r in _records(document["Records"])]
         return tuple(
@@ -269,6 +300,28 @@ def _s3_record(record: Mapping[str, Any]) -> S3Record:
         )
     except (KeyError, TypeError, AttributeError) as error:
         raise ParseError(f"malformed S3 record: {error!r}") from error
+
+
+def _ses_event(document: Mapping[str, Any]) -> SesEvent:
+    mail = document.get("mail")
+    if not isinstance(mail, Mapping) or not isinstance(mail.get("messageId"), str):
+        raise ParseError("SES event without mail.messageId")
+    raw_tags = mail.get("tags") or {}
+    if not isinstance(raw_tags, Mapping):
+        raise ParseError("SES event tags are not an object")
+    tags = {
+        str(name): tuple(str(v) for v in values) if isinstance(values, list) else (str(values),)
+        for name, values in raw_tags.items()
+    }
+    event_type = str(document["eventType"])
+    # The event's own object is named after its type: "send", "bounce", "deliveryDelay", ...
+    own = document.get(event_type[:1].lower() + event_type[1:].replace(" ", ""))
+    return SesEvent(
+        event_type=event_type,
+        message_id=mail["messageId"],
+        tags=tags,
+        detail=dict(own) if isinstance(own, Mapping) else {},
+    )
 
 
 def _int(value: object) -> int | None:
