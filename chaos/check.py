@@ -11,9 +11,13 @@ Pure functions over plain data (`Observations`), so the rules are tested on synt
   without a charge, a confirmed order without exactly one net charge, or a failed or cancelled
   order that keeps a net charge.
 - **duplicate_notifications**: more than one email per (event, recipient) or per (recipient,
-  subject) — the notifier's records and the emulator's SES outbox alike —, more than one
-  successful delivery per (event, endpoint) — the notifier's records and the receiver's log
-  alike —, or more than one event of one kind about one order or file.
+  subject) — the notifier's records and the emulator's SES outbox alike: a mailbox does not
+  deduplicate —, more than one successful delivery per (event, endpoint) in the notifier's
+  records, or more than one event of one kind about one order or file.
+- **webhook_redeliveries** (reported, not a failure): POSTs the receiver acknowledged beyond one
+  per (event, endpoint). Webhooks are at least once by contract — a sender killed between the
+  endpoint's 2xx and its commit POSTs again — and receivers deduplicate on
+  `EventForge-Event-Id`, so a redelivery is not a duplicate the receiver acts on.
 - **dlq_unexpected**: dead letters that are not the injected poison.
 """
 
@@ -130,6 +134,7 @@ class Verdict:
     duplicate_notifications: int
     dlq_unexpected: int
     poison_dead_lettered: int
+    webhook_redeliveries: int = 0
     details: dict[str, list[str]] = field(default_factory=dict)
     """Counter name → its contributions (each with a few examples)."""
 
@@ -148,7 +153,8 @@ class Verdict:
             f"orders={self.orders} terminal={self.terminal} lost={self.lost} "
             f"double_charges={self.double_charges} "
             f"duplicate_notifications={self.duplicate_notifications} "
-            f"dlq_unexpected={self.dlq_unexpected}"
+            f"dlq_unexpected={self.dlq_unexpected} "
+            f"webhook_redeliveries={self.webhook_redeliveries}"
         )
 
 
@@ -287,12 +293,17 @@ def duplicate_notifications(observed: Observations) -> _Tally:
         "successful deliveries per (event, endpoint) beyond one",
         extras((d.event_id, d.webhook_id) for d in observed.deliveries if d.status == "SUCCEEDED"),
     )
+    if observed.ses_sent is not None:
+        tally.add("SES emails per (recipient, subject) beyond one", extras(observed.ses_sent))
+    return tally
+
+
+def webhook_redeliveries(observed: Observations) -> _Tally:
+    tally = _Tally()
     tally.add(
         "webhook POSTs acknowledged per (event, endpoint) beyond one",
         extras(observed.webhook_received),
     )
-    if observed.ses_sent is not None:
-        tally.add("SES emails per (recipient, subject) beyond one", extras(observed.ses_sent))
     return tally
 
 
@@ -320,6 +331,7 @@ def judge(observed: Observations) -> Verdict:
         "double_charges": double_charges(observed),
         "duplicate_notifications": duplicate_notifications(observed),
         "dlq_unexpected": dlq_unexpected(observed),
+        "webhook_redeliveries": webhook_redeliveries(observed),
     }
     poisoned = {
         marker
@@ -336,5 +348,6 @@ def judge(observed: Observations) -> Verdict:
         duplicate_notifications=tallies["duplicate_notifications"].total,
         dlq_unexpected=tallies["dlq_unexpected"].total,
         poison_dead_lettered=len(poisoned),
+        webhook_redeliveries=tallies["webhook_redeliveries"].total,
         details={name: tally.lines for name, tally in tallies.items() if tally.lines},
     )

@@ -126,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     verdict = outcome.verdict
     if verdict is None:
         print(
-            "orders=0 terminal=0 lost=? double_charges=? duplicate_notifications=? dlq_unexpected=?"
+            "orders=0 terminal=0 lost=? double_charges=? duplicate_notifications=? "
+            "dlq_unexpected=? webhook_redeliveries=?"
         )
         return 1
     print(verdict.summary(), flush=True)

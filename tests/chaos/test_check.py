@@ -75,7 +75,8 @@ def clean() -> Observations:
 def test_a_clean_run_passes_with_every_counter_at_zero() -> None:
     verdict = judge(clean())
     assert verdict.summary() == (
-        "orders=3 terminal=3 lost=0 double_charges=0 duplicate_notifications=0 dlq_unexpected=0"
+        "orders=3 terminal=3 lost=0 double_charges=0 duplicate_notifications=0 dlq_unexpected=0 "
+        "webhook_redeliveries=0"
     )
     assert verdict.ok
     assert verdict.poison_dead_lettered == 1
@@ -175,9 +176,12 @@ def test_duplicate_notifications_from_every_source() -> None:
     assert "1 emails per (recipient, subject) beyond one" in lines
     assert "1 events per (subject, type) beyond one" in lines
     assert "1 successful deliveries per (event, endpoint) beyond one" in lines
-    assert "2 webhook POSTs acknowledged per (event, endpoint) beyond one" in lines
     assert "1 SES emails per (recipient, subject) beyond one" in lines
-    assert verdict.duplicate_notifications == 7
+    assert verdict.duplicate_notifications == 5
+    # A webhook POSTed again is reported, not failed: receivers deduplicate on the event id.
+    assert verdict.webhook_redeliveries == 2
+    redelivered = "\n".join(verdict.details["webhook_redeliveries"])
+    assert "2 webhook POSTs acknowledged per (event, endpoint) beyond one" in redelivered
 
 
 def test_retried_deliveries_and_repeated_uploads_are_not_duplicates() -> None:

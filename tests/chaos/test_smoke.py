@@ -17,6 +17,7 @@ pytestmark = pytest.mark.integration
 
 SUMMARY = re.compile(
     r"orders=(\d+) terminal=\1 lost=0 double_charges=0 duplicate_notifications=0 dlq_unexpected=0"
+    r" webhook_redeliveries=\d+"
 )
 
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from eventforge.cli import main
 from eventforge.runtime.telemetry import SpanLink, SpanRecord, read_span_file
-from eventforge.runtime.waterfall import ASYNC_MARK, ERROR_MARK, build_waterfall, render
+from eventforge.runtime.waterfall import ASYNC_MARK, ERROR_MARK, build_waterfall, render, ruler
 
 REQUEST_ID = "req-checkout-42"
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -261,3 +261,30 @@ def test_trace_command_exits_1_when_nothing_matches(span_file: Path, tmp_path: P
     assert "no span with request id 'req-nobody' among the 7 spans" in unknown.output
     assert missing.exit_code == 1
     assert "does not exist" in missing.output
+
+
+@pytest.mark.parametrize("width", [10, 14, 20, 40, 80])
+@pytest.mark.parametrize("total", [0.5, 105.0, 2430.51, 123456.78])
+def test_the_ruler_labels_never_run_together(width: int, total: float) -> None:
+    labels, ticks = ruler(total, width)
+    assert len(labels) == len(ticks) == width
+    end = f"{total:.2f} ms"
+    words = labels.split("  ")
+    found = [w.strip() for w in words if w.strip()]
+    # Whole labels, two spaces apart at least: the end always, "0 ms" when both fit.
+    assert all(label.endswith(" ms") for label in found) or len(end) > width
+    if len(end) + 6 <= width:
+        assert found[0] == "0 ms"
+        assert found[-1] == end
+
+
+def test_the_header_ruler_shows_both_ends_apart() -> None:
+    for width, expected in ((120, ["0 ms", "105.00 ms"]), (160, ["0 ms", "52.50 ms", "105.00 ms"])):
+        lines = render(build_waterfall(_records(), REQUEST_ID), width=width).splitlines()
+        header = next(line for line in lines if line.lstrip().startswith("offset ms"))
+        scale = header[header.index("span") + len("span") :].split("  ")
+        assert [part.strip() for part in scale if part.strip()] == expected
+    ticks = lines[lines.index(header) + 1].strip()  # of the wide one
+    assert ticks.startswith("├")
+    assert ticks.endswith("┤")
+    assert "┼" in ticks

@@ -140,14 +140,14 @@ def render(rows: Sequence[Row], width: int = 120) -> str:
     lines: list[str] = []
     for trace_id, group in groupby(rows, key=lambda r: r.trace_id):
         trace_rows = list(group)
-        total = _ms(trace_rows[0].trace_duration_ms)
         if lines:
             lines.append("")
         lines.append(_trace_header(trace_id, trace_rows))
-        scale = "0 ms" + f"{total} ms".rjust(bar_w - 4)
+        labels, ticks = ruler(trace_rows[0].trace_duration_ms, bar_w)
         lines.append(
-            columns("offset ms", "dur ms", "service", "kind", "") + f"{'span':<{name_w}}   {scale}"
+            columns("offset ms", "dur ms", "service", "kind", "") + f"{'span':<{name_w}}   {labels}"
         )
+        lines.append(" " * name_at + f"{'':<{name_w}}   {ticks}")
         for row in trace_rows:
             lines.append(
                 columns(
@@ -164,6 +164,27 @@ def render(rows: Sequence[Row], width: int = 120) -> str:
         f"{ASYNC_MARK} async hop (producer, consumer or linked span)   {ERROR_MARK} error",
     ]
     return "\n".join(lines)
+
+
+def ruler(total_ms: float, width: int) -> tuple[str, str]:
+    """The time scale over `width` bar columns: its labels (0, the middle and the end, those
+    that fit with two spaces between them) and the tick line under them, each `width` wide."""
+    start, end, middle = "0 ms", f"{_ms(total_ms)} ms", f"{_ms(total_ms / 2)} ms"
+    if len(start) + 2 + len(end) <= width:
+        marks = [(0, start), (width - len(end), end)]
+        mid_at = (width - len(middle)) // 2
+        if len(start) + 2 <= mid_at and mid_at + len(middle) + 2 <= width - len(end):
+            marks.insert(1, (mid_at, middle))
+    else:  # too narrow for both ends: the end alone says the scale
+        marks = [(max(0, width - len(end)), end[-width:])]
+    labels = [" "] * width
+    for at, text in marks:
+        labels[at : at + len(text)] = text
+    ticks = ["─"] * width
+    ticks[0], ticks[-1] = "├", "┤"
+    if len(marks) == 3:
+        ticks[width // 2] = "┼"
+    return "".join(labels), "".join(ticks)
 
 
 def _trace_header(trace_id: str, rows: Sequence[Row]) -> str:

@@ -14,7 +14,9 @@ any Message-ID we set, so the event is the only way to learn what it did with a 
 
 Every email whose outcome was unknown is logged with `email_outcome`: `unknown` (an answer
 lost), `resent` (sent again because no event came), `duplicate` (the provider reported a
-second acceptance), `confirmed` (the event settled it); the cloud alarms on `resent`.
+second acceptance), `abandoned` (the last attempt's outcome stayed unknown), `confirmed` (the
+event recorded the email before its answer was: after a crash, a lost answer, or simply first);
+the cloud alarms on `resent`, `duplicate` and `abandoned`.
 """
 
 from __future__ import annotations
@@ -227,7 +229,7 @@ def _log_acceptance(
         )
     elif acceptance is Acceptance.RECORDED and confirmed:
         log.info(
-            "email %s confirmed SENT by the provider's event (its answer was never recorded)",
+            "email %s recorded SENT from the provider's event, before (or without) its answer",
             notification.notification_id,
             extra={"email_outcome": "confirmed", **_fields(notification)},
         )
