@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -31,10 +34,33 @@ def test_declared_async_edges_are_exactly_the_topology_subscriptions() -> None:
     assert {edge for edge in EDGES if edge.kind == "async"} == from_topology
 
 
+@pytest.fixture
+def webhook_receiver() -> Iterator[int]:
+    """A loopback endpoint that acknowledges every POST (204); its port."""
+
+    class Acknowledge(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Acknowledge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(300)  # nine processes start on two cores
 def test_one_trace_follows_an_order_across_every_hop(
-    start_service: StartService, otlp_receiver: OtlpReceiver, tmp_path: Path
+    start_service: StartService,
+    otlp_receiver: OtlpReceiver,
+    webhook_receiver: int,
+    tmp_path: Path,
 ) -> None:
     spans_file = tmp_path / "spans.jsonl"
     env = {
@@ -43,6 +69,8 @@ def test_one_trace_follows_an_order_across_every_hop(
         "OTEL_BSP_SCHEDULE_DELAY": "100",
         "EVENTFORGE_SPAN_FILE": str(spans_file),
     }
+    # The notifier may POST to the test's receiver on loopback.
+    env["EVENTFORGE_NOTIFIER_WEBHOOK_ALLOWED_HOSTS"] = "127.0.0.1"
     processes = {
         (service, role): start_service(service, role, env=env)
         for service in ("orders", "files", "notifier")
@@ -51,6 +79,14 @@ def test_one_trace_follows_an_order_across_every_hop(
     api, worker = processes[("orders", "api")], processes[("orders", "worker")]
     for service in ("orders", "files", "notifier"):
         processes[(service, "api")].wait_serving(timeout=120)
+    with grpc.insecure_channel(processes[("notifier", "api")].address) as channel:
+        hook = notifier_pb2_grpc.NotifierServiceStub(channel).RegisterWebhook(
+            notifier_pb2.RegisterWebhookRequest(
+                url=f"http://127.0.0.1:{webhook_receiver}/trace",
+                event_types=["order.confirmed", "receipt.ready"],
+            ),
+            timeout=5,
+        )
     request_id = f"trace-{uuid.uuid4().hex[:12]}"
     with grpc.insecure_channel(api.address) as channel:
         stub = orders_pb2_grpc.OrdersServiceStub(channel)
@@ -94,6 +130,18 @@ def test_one_trace_follows_an_order_across_every_hop(
         ):
             assert time.monotonic() < deadline, "no receipt email"
             time.sleep(0.2)
+        while (
+            sum(
+                d.status == notifier_pb2.DELIVERY_STATUS_SUCCEEDED
+                for d in notifier.ListDeliveries(
+                    notifier_pb2.ListDeliveriesRequest(webhook_id=hook.webhook.webhook_id),
+                    timeout=5,
+                ).deliveries
+            )
+            < 2
+        ):
+            assert time.monotonic() < deadline, "webhook deliveries not acknowledged"
+            time.sleep(0.2)
     for process in processes.values():
         process.stop()  # flushes the span processors
 
@@ -128,6 +176,28 @@ def test_one_trace_follows_an_order_across_every_hop(
     assert producer["parent_span_id"] in ancestors
     names = {r["name"] for r in in_trace}
     assert {"saga reserve_inventory", "saga charge_payment", "saga confirm"} <= names
+    # The order's effects on the outside world are on its trace too: two emails (confirmed,
+    # receipt) through SES, two webhook POSTs, and the notification.sent events they publish.
+    sends = [r for r in in_trace if r["name"] == "email send"]
+    assert sorted(r["attributes"]["eventforge.event_type"] for r in sends) == [
+        "order.confirmed",
+        "receipt.ready",
+    ]
+    ses_calls = [r for r in in_trace if r["attributes"].get("rpc.service") == "SES"]
+    assert {r["parent_span_id"] for r in ses_calls} == {r["span_id"] for r in sends}
+    posts = [r for r in in_trace if r["name"] == "webhook deliver"]
+    assert sorted(r["attributes"]["eventforge.event_type"] for r in posts) == [
+        "order.confirmed",
+        "receipt.ready",
+    ]
+    assert all(r["kind"] == "CLIENT" for r in posts)
+    announced = [
+        r
+        for r in in_trace
+        if r["kind"] == "PRODUCER"
+        and r["attributes"].get("eventforge.event_type") == ("notification.sent")
+    ]
+    assert len(announced) >= 2  # one per email, published with the order's request id
     edges = observed_edges(records)
     assert edges <= EDGES, edges - EDGES
     assert {
@@ -137,6 +207,8 @@ def test_one_trace_follows_an_order_across_every_hop(
         Edge("files", "orders", "grpc", "OrdersService/GetOrder"),
         Edge("files", "notifier", "async", "receipt.ready"),
         Edge("notifier", "files", "grpc", "FilesService/GetDownloadUrl"),
+        Edge("notifier", "ses", "external", "SES/SendEmail"),
+        Edge("notifier", "webhook endpoint", "external", "POST"),
     } <= edges
     services_in_trace = {r["service"] for r in in_trace}
     assert services_in_trace == {"eventforge-orders", "eventforge-files", "eventforge-notifier"}

@@ -138,6 +138,8 @@ class FakeDeliveries(DeliveryRepository):
                     event_type=delivery.event_type,
                     body=delivery.body,
                     attempt_number=delivery.next_attempt_number,
+                    created_at=delivery.created_at,
+                    cause=dict(delivery.cause),
                 )
             )
         return claims

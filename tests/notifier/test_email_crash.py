@@ -16,13 +16,16 @@ from functools import partial
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from eventforge.notifier.adapters.notification_repository import SqlNotifications
 from eventforge.notifier.bootstrap import bootstrap
 from eventforge.notifier.domain.model import Notification, NotificationStatus
 from eventforge.runtime import aws
 from eventforge.runtime.emulator import Emulator
+from eventforge.runtime.messaging.schema import outbox_table as outbox
 from eventforge.runtime.settings import Settings
+from eventforge.runtime.telemetry import read_span_file
 from eventforge.topology import TOPOLOGY
 from tests.fixtures.emulator import ses_messages_to
 from tests.fixtures.polling import eventually
@@ -33,7 +36,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def pending_email(settings: Settings) -> Notification:
+def pending_email(settings: Settings, cause: dict[str, str] | None = None) -> Notification:
     """One PENDING email, as fan-out writes it, to an address no other test uses."""
     now = datetime.now(UTC)
     notification = Notification(
@@ -46,6 +49,7 @@ def pending_email(settings: Settings) -> Notification:
         html_body="<p>Thank you.</p>",
         created_at=now,
         next_attempt_at=now,
+        cause=cause or {},
     )
     app = bootstrap(settings)
     try:
@@ -143,3 +147,45 @@ def test_with_no_send_event_the_email_is_sent_again_once_its_lease_runs_out(
     assert sent.attempts == 2
     assert len(ses_messages_to(emulator, notification.recipient)) == 2
     assert '"email_outcome": "resent"' in worker.log()
+
+
+def test_an_email_sent_after_a_restart_continues_the_trace_and_request_id_of_its_event(
+    stack_settings: Settings, start_service: StartService, tmp_path: Path
+) -> None:
+    """The cause is stored with the email: the worker that sends it never saw the event."""
+    trace_id, parent_id = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+    request_id = f"restart-{uuid.uuid4().hex[:8]}"
+    cause = {"traceparent": f"00-{trace_id}-{parent_id}-01", "baggage": f"request_id={request_id}"}
+    notification = pending_email(stack_settings, cause)
+    spans = tmp_path / "spans.jsonl"
+    worker = start_service("notifier", "worker", env={"EVENTFORGE_SPAN_FILE": str(spans)})
+    eventually(
+        partial(once_sent, stack_settings, notification.notification_id),
+        timeout=60,
+        what="the email to be sent",
+    )
+    worker.stop()  # flushes its spans
+    records = read_span_file(spans)
+    [send] = [
+        r
+        for r in records
+        if r["name"] == "email send"
+        and r["attributes"].get("eventforge.notification_id") == notification.notification_id
+    ]
+    assert (send["trace_id"], send["parent_span_id"]) == (trace_id, parent_id)
+    assert send["request_id"] == request_id
+    ses = [r for r in records if r["parent_span_id"] == send["span_id"]]
+    assert any(r["attributes"].get("rpc.service") == "SES" for r in ses)
+    assert all(r["request_id"] == request_id for r in ses)
+    # The notification.sent it published carries the request id too (its outbox row).
+    app = bootstrap(stack_settings)
+    try:
+        with app.engine.connect() as connection:
+            announced = connection.execute(
+                sa.select(outbox.c.event_type, outbox.c.request_id).where(
+                    outbox.c.subject == notification.notification_id
+                )
+            ).all()
+    finally:
+        app.engine.dispose()
+    assert [tuple(row) for row in announced] == [("notification.sent", request_id)]

@@ -1,4 +1,5 @@
-"""The service → service edges a trace may show, synchronous (gRPC) and asynchronous (events).
+"""The edges a trace may show: service → service, synchronous (gRPC) and asynchronous (events),
+and the notifier's calls out of the system (SES, webhook endpoints).
 
 One declared list that on-call engineers can read and that a test holds the real exported
 traces against: a new call or subscription must be declared here, or that test fails.
@@ -10,13 +11,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-EdgeKind = Literal["grpc", "async"]
+EdgeKind = Literal["grpc", "async", "external"]
 SERVICE_PREFIX = "eventforge-"
+SES = "ses"
+WEBHOOK_ENDPOINT = "webhook endpoint"
+"""External targets: they have no spans of their own, so the calling span names the edge."""
 
 
 @dataclass(frozen=True, order=True)
 class Edge:
-    """`source` calls `target` (gRPC method `Service/Method`) or `target` consumes an event."""
+    """`source` calls `target` (gRPC method `Service/Method`), `target` consumes an event, or
+    `source` calls out of the system (`via` the API operation or HTTP method)."""
 
     source: str
     target: str
@@ -44,6 +49,9 @@ EDGES: frozenset[Edge] = frozenset(
         Edge("files", "orders", "grpc", "OrdersService/GetOrder"),
         Edge("orders", "files", "grpc", "FilesService/GetDownloadUrl"),
         Edge("notifier", "files", "grpc", "FilesService/GetDownloadUrl"),
+        # The effects on the outside world: the emails and the webhook deliveries.
+        Edge("notifier", SES, "external", "SES/SendEmail"),
+        Edge("notifier", WEBHOOK_ENDPOINT, "external", "POST"),
     }
 )
 
@@ -64,13 +72,28 @@ def _edge(parent: Mapping[str, Any], child: Mapping[str, Any]) -> Edge | None:
     return None
 
 
+def _external_edge(record: Mapping[str, Any]) -> Edge | None:
+    if record["kind"] != "CLIENT":
+        return None
+    attributes = record.get("attributes", {})
+    if attributes.get("rpc.system") == "aws-api" and attributes.get("rpc.service") == "SES":
+        return Edge(_service(record), SES, "external", f"SES/{attributes.get('rpc.method', '')}")
+    if "eventforge.webhook_id" in attributes:
+        method = str(attributes.get("http.request.method", ""))
+        return Edge(_service(record), WEBHOOK_ENDPOINT, "external", method)
+    return None
+
+
 def observed_edges(records: Iterable[Mapping[str, Any]]) -> set[Edge]:
-    """The edges between services that span-file records show (parent → child across a hop)."""
+    """The edges that span-file records show: parent → child across a hop between services,
+    and client spans that leave the system (SES calls, webhook POSTs)."""
     records = list(records)
     by_id = {(r["trace_id"], r["span_id"]): r for r in records}
     found = set()
     for record in records:
         parent = by_id.get((record["trace_id"], record["parent_span_id"]))
         if parent is not None and (edge := _edge(parent, record)) is not None:
+            found.add(edge)
+        if (edge := _external_edge(record)) is not None:
             found.add(edge)
     return found

@@ -10,8 +10,10 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
 from eventforge.notifier.adapters.repository import (
+    dump_cause,
     insert_if_absent,
     is_postgres,
+    load_cause,
     utc,
     utc_or_none,
 )
@@ -118,6 +120,7 @@ class SqlNotifications(NotificationRepository):
     def _row(notification: Notification) -> dict[str, Any]:
         row = {name: getattr(notification, name) for name in _NOTIFICATION_FIELDS}
         row["status"] = notification.status.value
+        row["cause"] = dump_cause(notification.cause)
         return row
 
     @staticmethod
@@ -126,4 +129,5 @@ class SqlNotifications(NotificationRepository):
         fields["created_at"] = utc(row["created_at"])
         fields["sent_at"] = utc_or_none(row["sent_at"])
         fields["next_attempt_at"] = utc_or_none(row["next_attempt_at"])
+        fields["cause"] = load_cause(row["cause"])
         return Notification(status=NotificationStatus(row["status"]), **cast("Any", fields))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,24 @@ def utc(moment: datetime) -> datetime:
 
 def utc_or_none(moment: datetime | None) -> datetime | None:
     return utc(moment) if moment is not None else None
+
+
+def dump_cause(cause: Mapping[str, str]) -> str:
+    """A stored trace context as its column's text ("" for none)."""
+    return json.dumps(dict(cause), sort_keys=True) if cause else ""
+
+
+def load_cause(text: str | None) -> dict[str, str]:
+    """The trace context a column holds; a damaged one is dropped, never fatal."""
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items()}
 
 
 def is_postgres(session: Session) -> bool:
@@ -159,6 +178,7 @@ class SqlDeliveries(DeliveryRepository):
             next_attempt_at=delivery.next_attempt_at,
             created_at=delivery.created_at,
             updated_at=delivery.created_at,
+            cause=dump_cause(delivery.cause),
         )
         return insert_if_absent(self.session, statement)
 
@@ -234,6 +254,8 @@ class SqlDeliveries(DeliveryRepository):
                 deliveries.c.event_id,
                 deliveries.c.event_type,
                 deliveries.c.body,
+                deliveries.c.created_at,
+                deliveries.c.cause,
                 attempts.label("attempts"),
             )
             .join(webhooks, webhooks.c.webhook_id == deliveries.c.webhook_id)
@@ -255,6 +277,8 @@ class SqlDeliveries(DeliveryRepository):
                 event_type=row.event_type,
                 body=row.body,
                 attempt_number=int(row.attempts) + 1,
+                created_at=utc(row.created_at),
+                cause=load_cause(row.cause),
             )
             for row in self.session.execute(query)
         ]
@@ -324,6 +348,7 @@ class SqlDeliveries(DeliveryRepository):
                 status=DeliveryStatus(row["status"]),
                 attempts=attempts[row["delivery_id"]],
                 next_attempt_at=utc_or_none(row["next_attempt_at"]),
+                cause=load_cause(row["cause"]),
             )
             for row in rows
         ]

@@ -41,6 +41,8 @@ deliveries = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # The W3C context (traceparent, tracestate, baggage) of the event that caused it, as JSON.
+    sa.Column("cause", sa.Text(), nullable=False, server_default=""),
     sa.UniqueConstraint("webhook_id", "event_id", name="uq_deliveries_webhook_event"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_deliveries_event", "event_id"),
@@ -81,6 +83,7 @@ notifications = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("cause", sa.Text(), nullable=False, server_default=""),
     sa.UniqueConstraint("event_id", "recipient", name="uq_notifications_event_recipient"),
     sa.Index("ix_notifications_due", "status", "next_attempt_at"),
     sa.Index("ix_notifications_recipient", "recipient", "created_at"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -154,6 +155,8 @@ class Delivery:
     status: DeliveryStatus = DeliveryStatus.PENDING
     attempts: list[DeliveryAttempt] = field(default_factory=list)
     next_attempt_at: datetime | None = None
+    cause: Mapping[str, str] = field(default_factory=dict)
+    """The trace context (W3C headers) of the event that caused it: its attempts continue it."""
     events: list[Event] = field(default_factory=list, compare=False, repr=False)
 
     @property
@@ -197,6 +200,8 @@ class Notification:
     last_error: str = ""
     sent_at: datetime | None = None
     next_attempt_at: datetime | None = None
+    cause: Mapping[str, str] = field(default_factory=dict)
+    """The trace context (W3C headers) of the event that caused it: its sends continue it."""
     events: list[Event] = field(default_factory=list, compare=False, repr=False)
 
     @property

@@ -7,8 +7,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
 
 from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from eventforge.notifier.domain.addresses import Refused
 from eventforge.notifier.domain.model import DeliveryAttempt
@@ -22,6 +24,7 @@ from eventforge.notifier.service_layer.ports import (
 from eventforge.notifier.service_layer.targets import resolve_target
 from eventforge.notifier.service_layer.unit_of_work import UnitOfWork
 from eventforge.notifier.signing import sign
+from eventforge.runtime import deferred
 from eventforge.runtime.db import retry_while_unavailable
 
 log = logging.getLogger("eventforge.notifier.deliveries")
@@ -103,10 +106,24 @@ def attempt_delivery(
     monotonic: Callable[[], float] = time.monotonic,
 ) -> DeliveryAttempt | None:
     """POST the delivery once (SSRF-checked again, pinned) and record the attempt."""
-    with tracer.start_as_current_span("webhook deliver") as span:
-        span.set_attribute("eventforge.webhook_id", due.webhook_id)
-        span.set_attribute("eventforge.event_id", due.event_id)
-        started_at, started = now(), monotonic()
+    started_at = now()
+    with deferred.resumed(
+        tracer,
+        "webhook deliver",
+        due.cause,
+        caused_at=due.created_at,
+        now=started_at,
+        kind=SpanKind.CLIENT,
+        attributes={
+            "http.request.method": "POST",
+            "server.address": urlsplit(due.url).hostname or "",
+            "eventforge.webhook_id": due.webhook_id,
+            "eventforge.event_id": due.event_id,
+            "eventforge.event_type": due.event_type,
+            "eventforge.attempt": due.attempt_number,
+        },
+    ) as span:
+        started = monotonic()
         status, error = 0, ""
         try:
             target = resolve_target(due.url, resolver=resolver, allowed_hosts=policy.allowed_hosts)

@@ -19,6 +19,7 @@ from eventforge.notifier.domain.model import Delivery, Notification
 from eventforge.notifier.service_layer.emails import emails_for, receipt_file_id
 from eventforge.notifier.service_layer.ports import EmailRenderer, FilesClient
 from eventforge.notifier.service_layer.unit_of_work import UnitOfWork
+from eventforge.runtime import deferred
 from eventforge.runtime.messaging.envelope import encode, payload_of
 
 tracer = trace.get_tracer("eventforge.notifier.fan_out")
@@ -52,6 +53,8 @@ def fan_out(
             for intent in emails_for(payload, download_url=link)
         ]
         moment = now()
+        # What runs later for this event (attempts, sends, retries) continues this context.
+        cause = deferred.capture()
         added_deliveries = added_emails = 0
         with uow:
             body = encode(envelope)
@@ -64,6 +67,7 @@ def fan_out(
                     body=body,
                     created_at=moment,
                     next_attempt_at=moment,
+                    cause=cause,
                 )
                 added_deliveries += uow.deliveries.add_if_absent(delivery)
             for intent, rendered in emails:
@@ -77,6 +81,7 @@ def fan_out(
                     html_body=rendered.html,
                     created_at=moment,
                     next_attempt_at=moment,
+                    cause=cause,
                 )
                 added_emails += uow.notifications.add_if_absent(notification)
             uow.commit()

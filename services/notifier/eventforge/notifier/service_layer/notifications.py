@@ -39,6 +39,7 @@ from eventforge.notifier.service_layer.ports import (
     PageCursor,
 )
 from eventforge.notifier.service_layer.unit_of_work import UnitOfWork
+from eventforge.runtime import deferred
 from eventforge.runtime.db import retry_while_unavailable
 from eventforge.runtime.errors import Violations
 from eventforge.runtime.messaging.messages import SesEvent
@@ -112,9 +113,19 @@ def send_email(
     now: Callable[[], datetime] = _utcnow,
 ) -> NotificationStatus | None:
     """Send one claimed email and record the outcome; its status then (None if it vanished)."""
-    with tracer.start_as_current_span("email send") as span:
-        span.set_attribute("eventforge.event_id", notification.event_id)
-        span.set_attribute("eventforge.notification_id", notification.notification_id)
+    with deferred.resumed(
+        tracer,
+        "email send",
+        notification.cause,
+        caused_at=notification.created_at,
+        now=now(),
+        attributes={
+            "eventforge.event_id": notification.event_id,
+            "eventforge.event_type": notification.event_type,
+            "eventforge.notification_id": notification.notification_id,
+            "eventforge.attempt": notification.attempts,
+        },
+    ) as span:
         try:
             message_id = mailer.send(
                 notification_id=notification.notification_id,
@@ -177,10 +188,29 @@ def record_provider_event(
             acceptance = stored.accepted(event.message_id, now())
         else:
             return None
-        uow.notifications.save(uow.track(stored))
-        uow.commit()
-    _log_acceptance(stored, acceptance, event.message_id, confirmed=was_unknown)
+        # SES's event carries no trace context: recording it continues the email's cause (the
+        # request's trace), linked to the delivery of SES's event.
+        with deferred.resumed(
+            tracer,
+            f"email {event.event_type} event",
+            stored.cause,
+            caused_at=stored.created_at,
+            now=now(),
+            attributes={
+                "eventforge.notification_id": stored.notification_id,
+                "eventforge.provider_message_id": event.message_id,
+            },
+            links=_current_as_link(),
+        ):
+            uow.notifications.save(uow.track(stored))
+            uow.commit()
+            _log_acceptance(stored, acceptance, event.message_id, confirmed=was_unknown)
     return acceptance
+
+
+def _current_as_link() -> list[trace.Link]:
+    current = trace.get_current_span().get_span_context()
+    return [trace.Link(current)] if current.is_valid else []
 
 
 def _record(

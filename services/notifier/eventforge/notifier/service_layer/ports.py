@@ -40,6 +40,9 @@ class DueDelivery:
     event_type: str
     body: str
     attempt_number: int
+    created_at: datetime
+    cause: Mapping[str, str]
+    """The trace context of the event that caused the delivery."""
 
 
 class WebhookRepository(abc.ABC):
