@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 BUF := node_modules/.bin/buf
 BREAKING_AGAINST ?= .git\#ref=HEAD~1
 
-.PHONY: help up test bench chaos cost lint fmt gen breaking deps-run deps-dev deps-bench tools clean
+.PHONY: help up test bench chaos cost lint fmt gen breaking deps-run deps-dev deps-bench tools clean chromium
 
 help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,7 +40,17 @@ $(BUF): package.json package-lock.json
 up: deps-run  ## Run the whole system locally (emulator, topology, migrations, all services).
 	@$(UV) run --frozen --no-sync eventforge up
 
-test: deps-dev  ## Run the test suite (needs PostgreSQL on 127.0.0.1:5432).
+# The dashboard's browser tests drive Debian's Chromium (Playwright's own browser download
+# needs the internet): installed with apt when missing, about 35 s on a fresh machine.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		echo "installing Debian's chromium for the dashboard's browser tests (~35 s)"; \
+		sudo=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$sudo apt-get update -qq >/dev/null && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: deps-dev chromium  ## Run the test suite (needs PostgreSQL on 127.0.0.1:5432).
 	@$(UV) run --frozen --no-sync pytest
 
 bench: deps-bench  ## Benchmarks against in-run baselines (needs PostgreSQL); writes bench/results.json.

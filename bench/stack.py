@@ -59,6 +59,9 @@ class Stack:
                 "EVENTFORGE_ORDERS_ADDR": self.orders_addr,
                 "EVENTFORGE_FILES_ADDR": self.files_addr,
                 "EVENTFORGE_NOTIFIER_ADDR": self.notifier_addr,
+                # The dashboard is part of what `make up` runs (and of its memory), on a free
+                # port so a developer's own stack on the default one does not clash.
+                "EVENTFORGE_DASHBOARD_ADDR": f"127.0.0.1:{free_port()}",
             }
         )
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -103,6 +104,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)  # noqa: S311
@@ -112,6 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"drain up to {args.drain_timeout:.0f}s, seed {seed}"
     )
     outcome = Outcome()
+    # SIGTERM unwinds like Ctrl-C, so the stack, the emulator and the database are cleaned up
+    # (the default action would leave every process of the run behind).
+    signal.signal(signal.SIGTERM, _interrupted)
     try:
         admin = admin_url("EVENTFORGE_CHAOS_POSTGRES")
         with workspace("chaos", admin=admin, keep=args.keep) as ws:

@@ -94,12 +94,15 @@ class RoleSize:
 
 @dataclass(frozen=True)
 class AlarmSettings:
-    """Thresholds of the queue alarms."""
+    """Thresholds of the queue and outbox alarms."""
 
     dlq_depth: int
     """Alarm when a DLQ holds more than this many messages."""
     oldest_message_age_seconds: int
     """Alarm when a queue's oldest message is older than this."""
+    outbox_oldest_age_seconds: int
+    """Alarm when a service's oldest unpublished outbox row is older than this (as its relays
+    log it every minute), or when they log nothing for 5 minutes."""
 
 
 @dataclass(frozen=True)
@@ -304,10 +307,13 @@ def _roles(value: Mapping[str, object]) -> dict[Role, RoleSize]:
 
 
 def _alarms(value: Mapping[str, object]) -> AlarmSettings:
-    _fields(value, "alarms", {"dlqDepth", "oldestMessageAgeSeconds"}, set())
+    _fields(
+        value, "alarms", {"dlqDepth", "oldestMessageAgeSeconds", "outboxOldestAgeSeconds"}, set()
+    )
     return AlarmSettings(
         dlq_depth=_int(value, "dlqDepth", "alarms"),
         oldest_message_age_seconds=_int(value, "oldestMessageAgeSeconds", "alarms"),
+        outbox_oldest_age_seconds=_int(value, "outboxOldestAgeSeconds", "alarms"),
     )
 
 
@@ -329,6 +335,8 @@ def _validate(settings: StackSettings) -> None:
         problems.append(f"logRetentionDays {settings.log_retention_days} is not a CloudWatch value")
     if settings.dlq_max_receives is not None and not 1 <= settings.dlq_max_receives <= 1000:
         problems.append("dlqMaxReceives must be 1..1000")
+    if settings.alarms.outbox_oldest_age_seconds < 1:
+        problems.append("alarms.outboxOldestAgeSeconds must be at least 1")
     taken = sorted(set(settings.grpc_clients) & set(SERVICES))
     if taken:
         problems.append(f"grpcClients {taken} are service names")

@@ -348,7 +348,7 @@ class _Pricer:
         self.prices = prices
         self.hours = prices.hours_per_month
         self.tasks = [self._task(s) for s in graph.of(ECS_SERVICE)]
-        self.log_metrics = _log_metrics(graph.of(LOG_METRIC_FILTER))
+        self.log_metrics = _log_metrics(graph.of(LOG_METRIC_FILTER), graph.of(ALARM))
 
     def items(self) -> list[LineItem]:
         return [
@@ -400,9 +400,9 @@ class _Pricer:
             charges.append("DNS queries of the Cloud Map names (Route 53 query pricing)")
         if sparse := [m for m, continuous in self.log_metrics.items() if not continuous]:
             charges.append(
-                f"the custom metrics of log metric filters with no default value ({len(sparse)}: "
-                f"{prices['cloudwatch.custom_metric'].label()} a metric-month, metered only in "
-                "the hours a log line matches)"
+                f"the custom metrics of log metric filters that receive data only when a line "
+                f"matches ({len(sparse)}: {prices['cloudwatch.custom_metric'].label()} a "
+                "metric-month, metered only in the hours a log line matches)"
             )
         return charges
 
@@ -622,7 +622,7 @@ class _Pricer:
             items.append(
                 LineItem(
                     f"CloudWatch custom metrics ({len(continuous)}, from log metric filters "
-                    "with a default value)",
+                    "that receive data all month)",
                     Decimal(len(continuous)),
                     prices["cloudwatch.custom_metric"],
                 )
@@ -774,14 +774,24 @@ def _standard_alarm(alarm: Record) -> bool:
     return True
 
 
-def _log_metrics(filters: Sequence[Record]) -> dict[tuple[str, str], bool]:
+def _log_metrics(
+    filters: Sequence[Record], alarms: Sequence[Record] = ()
+) -> dict[tuple[str, str], bool]:
     """Each metric the filters publish, (namespace, name): whether it always receives data.
 
     Filters of several log groups may publish into one metric, billed once. A filter with a
     default value publishes for every log event, matching or not, so its metric is billed every
     hour its log group receives events (taken as all month); without one, only in the hours a
-    line matches (usage). A metric with dimensions is one per dimension value: unpriced.
+    line matches (usage) — unless an alarm on the metric treats missing data as breaching: its
+    line is then logged all the time (a heartbeat, like the relays' backlog line every minute),
+    so the metric is billed all month too. A metric with dimensions is one per dimension value:
+    unpriced.
     """
+    heartbeats = {
+        (str(a.inputs.get("namespace")), str(a.inputs.get("metricName")))
+        for a in alarms
+        if a.inputs.get("treatMissingData") == "breaching"
+    }
     metrics: dict[tuple[str, str], bool] = {}
     for record in filters:
         transformation = record.inputs["metricTransformation"]
@@ -790,7 +800,7 @@ def _log_metrics(filters: Sequence[Record]) -> dict[tuple[str, str], bool]:
                 f"log metric filter {record.name}: a metric with dimensions is unpriced"
             )
         metric = (str(transformation["namespace"]), str(transformation["name"]))
-        always = transformation.get("defaultValue") is not None
+        always = transformation.get("defaultValue") is not None or metric in heartbeats
         metrics[metric] = metrics.get(metric, False) or always
     return metrics
 

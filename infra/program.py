@@ -49,6 +49,13 @@ EMAIL_OUTCOME_UNSETTLED = (
 """The email sender's JSON log line of an email it sent again: its first send's outcome stayed
 unknown (a crash, a lost reply) and SES published no Send event for it in time."""
 EMAIL_UNSETTLED_METRIC = "EmailsUnsettled"
+OUTBOX_AGE_PATTERN = "{ $.outbox_oldest_age_seconds >= 0 }"
+"""The relay's backlog line, logged every minute (`eventforge.runtime.messaging.relay`)."""
+OUTBOX_AGE_VALUE = "$.outbox_oldest_age_seconds"
+SAGA_SERVICE: ServiceName = "orders"
+COMPENSATION_FAILED_PATTERN = '{ $.saga_outcome = "COMPENSATION_FAILED" }'
+"""The saga's line of an order whose compensation failed for good (it needs an operator)."""
+COMPENSATION_FAILED_METRIC = "SagaCompensationFailed"
 
 
 @dataclass(frozen=True)
@@ -288,10 +295,8 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                 tls_secret_arn=None if certificates is None else certificates.secret_arns[service],
                 target_group_arn=None if ingress is None else ingress.target_group_arns[service],
                 listener=None if ingress is None else ingress.listeners[service],
-                worker_log_metrics=(
-                    [_emails_unsettled(settings.name_prefix, alerts.arn)]
-                    if mail_events is not None and service == EMAIL_SENDER
-                    else []
+                log_metrics=_log_metrics(
+                    settings, topology, service, alerts.arn, mail_events=mail_events is not None
                 ),
             ),
         )
@@ -354,6 +359,79 @@ def _service_publishers(topology: Topology, topic: str) -> tuple[str, ...]:
             raise ValueError(f"topic {topic} is fed by both buckets and mail events")
         publishers.append(SES_PUBLISHER)
     return tuple(publishers)
+
+
+def _log_metrics(
+    settings: StackSettings,
+    topology: Topology,
+    service: ServiceName,
+    alerts_topic_arn: pulumi.Input[str],
+    *,
+    mail_events: bool,
+) -> dict[Role, list[LogMetric]]:
+    """What a service's logs are watched for, by the role whose processes log it."""
+    metrics: dict[Role, list[LogMetric]] = {}
+    if mail_events and service == EMAIL_SENDER:
+        metrics.setdefault("worker", []).append(
+            _emails_unsettled(settings.name_prefix, alerts_topic_arn)
+        )
+    if _published_topic(topology, service) is not None:
+        metrics.setdefault("relay", []).append(_outbox_age(settings, service, alerts_topic_arn))
+    if service == SAGA_SERVICE:
+        # The worker runs the saga; the API compensates a cancelled order itself.
+        failed = _compensation_failed(settings.name_prefix, alerts_topic_arn)
+        saga_roles: tuple[Role, ...] = ("api", "worker")
+        for role in saga_roles:
+            metrics.setdefault(role, []).append(failed)
+    return metrics
+
+
+def _outbox_age(
+    settings: StackSettings, service: ServiceName, alerts_topic_arn: pulumi.Input[str]
+) -> LogMetric:
+    """The age of the oldest unpublished outbox row, which each relay logs every minute."""
+    prefix, threshold = settings.name_prefix, settings.alarms.outbox_oldest_age_seconds
+    return LogMetric(
+        key="outbox-age",
+        pattern=OUTBOX_AGE_PATTERN,
+        namespace=metric_namespace(prefix),
+        metric_name=f"{service.capitalize()}OutboxOldestAge",
+        alarm_name=f"{prefix}-{service}-outbox-age",
+        description=(
+            f"An event of {service} has waited more than {threshold} s in its outbox, or no "
+            f"relay of {service} logged its backlog for 5 minutes (stopped, stuck, or without "
+            "its database): events are not reaching SNS. Search the relay's logs for "
+            "outbox_backlog."
+        ),
+        alerts_topic_arn=alerts_topic_arn,
+        threshold=threshold,
+        period_seconds=300,
+        value=OUTBOX_AGE_VALUE,
+        unit="Seconds",
+        statistic="Maximum",
+        comparison="GreaterThanThreshold",
+        # The relays log every minute, idle or not: a silent period is a relay that is gone.
+        missing_data="breaching",
+    )
+
+
+def _compensation_failed(name_prefix: str, alerts_topic_arn: pulumi.Input[str]) -> LogMetric:
+    """Orders the saga could not compensate: a refund or release failed for good."""
+    return LogMetric(
+        key="saga-compensation-failed",
+        pattern=COMPENSATION_FAILED_PATTERN,
+        namespace=metric_namespace(name_prefix),
+        metric_name=COMPENSATION_FAILED_METRIC,
+        alarm_name=f"{name_prefix}-{SAGA_SERVICE}-saga-compensation-failed",
+        description=(
+            "An order ended COMPENSATION_FAILED: a compensation (its refund) failed for good "
+            "and the order waits for an operator. Search the orders logs for "
+            'saga_outcome = "COMPENSATION_FAILED".'
+        ),
+        alerts_topic_arn=alerts_topic_arn,
+        threshold=1,
+        period_seconds=300,
+    )
 
 
 def _emails_unsettled(name_prefix: str, alerts_topic_arn: pulumi.Input[str]) -> LogMetric:

@@ -1,4 +1,9 @@
-"""Counts of matching JSON log lines (CloudWatch Logs metric filters) and the alarms on them."""
+"""Metrics from JSON log lines (CloudWatch Logs metric filters) and the alarms on them.
+
+The stacks export their OpenTelemetry metrics to an OTLP collector, not to CloudWatch: what an
+alarm must watch is also logged, as a JSON line with a field, and a metric filter turns the
+matching lines into a CloudWatch metric (a count, or a field's value).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,11 @@ def metric_namespace(name_prefix: str) -> str:
 
 @dataclass(frozen=True)
 class LogMetric:
-    """Log lines matching `pattern`, counted into one metric, and the alarm that watches it.
+    """Log lines matching `pattern`, turned into one metric, and the alarm that watches it.
 
     Every log group the metric is counted in feeds the same metric (no dimensions): one
-    metric and one alarm, however many processes log.
+    metric and one alarm, however many processes log. By default each matching line counts 1
+    and the alarm sums them; `value` takes a number from the line instead (`$.field`).
     """
 
     key: str
@@ -31,8 +37,17 @@ class LogMetric:
     description: str
     alerts_topic_arn: pulumi.Input[str]
     threshold: int = 1
-    """Matching lines in one period that raise the alarm."""
+    """Matching lines in one period that raise the alarm (or the value's, by `statistic`)."""
     period_seconds: int = 300
+    value: str = "1"
+    """What a matching line adds: 1 (a count), or a JSON field of the line, `$.name`."""
+    unit: str = "Count"
+    statistic: str = "Sum"
+    comparison: str = "GreaterThanOrEqualToThreshold"
+    missing_data: str = "notBreaching"
+    """How the alarm treats a period without a matching line: `notBreaching` for a count (no
+    line is healthy); `breaching` for a value that is logged all the time (its silence means
+    the process that logs it is gone or stuck)."""
 
 
 def count_in_log_group(
@@ -41,10 +56,10 @@ def count_in_log_group(
     log_group_name: pulumi.Input[str],
     parent: pulumi.Resource,
 ) -> aws.cloudwatch.LogMetricFilter:
-    """Count the log group's matching lines into the metric.
+    """Count the log group's matching lines (or their `value`) into the metric.
 
     No default value: CloudWatch gets a data point only when a line matches, so the metric
-    costs nothing in the hours it has none, and the alarm treats missing data as healthy.
+    costs nothing in the hours it has none, and the alarm decides what no data means.
     """
     return aws.cloudwatch.LogMetricFilter(
         resource_name,
@@ -52,7 +67,10 @@ def count_in_log_group(
         log_group_name=log_group_name,
         pattern=metric.pattern,
         metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
-            name=metric.metric_name, namespace=metric.namespace, value="1", unit="Count"
+            name=metric.metric_name,
+            namespace=metric.namespace,
+            value=metric.value,
+            unit=metric.unit,
         ),
         opts=pulumi.ResourceOptions(parent=parent),
     )
@@ -61,20 +79,20 @@ def count_in_log_group(
 def alarm_on(
     resource_name: str, metric: LogMetric, parent: pulumi.Resource
 ) -> aws.cloudwatch.MetricAlarm:
-    """Notify the alerts topic when `threshold` lines match within one period."""
+    """Notify the alerts topic when the period's statistic passes `threshold` (by default:
+    `threshold` lines matched within one period)."""
     return aws.cloudwatch.MetricAlarm(
         resource_name,
         name=metric.alarm_name,
         alarm_description=metric.description,
         namespace=metric.namespace,
         metric_name=metric.metric_name,
-        statistic="Sum",
+        statistic=metric.statistic,
         period=metric.period_seconds,
         evaluation_periods=1,
         threshold=metric.threshold,
-        comparison_operator="GreaterThanOrEqualToThreshold",
-        # No matching line, no data point: that is the healthy state.
-        treat_missing_data="notBreaching",
+        comparison_operator=metric.comparison,
+        treat_missing_data=metric.missing_data,
         alarm_actions=[metric.alerts_topic_arn],
         ok_actions=[metric.alerts_topic_arn],
         opts=pulumi.ResourceOptions(parent=parent),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -57,9 +57,18 @@ class ServiceArgs:
     """With ingress: the load balancer's target group of the API."""
     listener: pulumi.Resource | None = None
     """With ingress: the listener the target group must be attached to first."""
-    worker_log_metrics: Sequence[LogMetric] = ()
-    """Counted in the logs of whatever runs the worker role (ECS or the Lambda consumer), and
-    alarmed on once: the services phase only, since only then do those log groups exist."""
+    log_metrics: Mapping[Role, Sequence[LogMetric]] = field(default_factory=dict)
+    """By role: counted in the logs of whatever runs that role (an ECS service, or the Lambda
+    consumer for the worker), once per log group however many of its roles list the metric,
+    and alarmed on once: the services phase only, since only then do those log groups exist."""
+
+    def metrics_of(self, roles: Sequence[Role]) -> list[LogMetric]:
+        """The metrics counted in the logs of a process running `roles`, each once."""
+        found: dict[str, LogMetric] = {}
+        for role in roles:
+            for metric in self.log_metrics.get(role, ()):
+                found.setdefault(metric.key, metric)
+        return list(found.values())
 
 
 def process_layout(
@@ -138,7 +147,7 @@ class Service(pulumi.ComponentResource):
                     scaling_queue_names=[q.name for q in args.queues] if only_worker else (),
                     tls_secret_arn=args.tls_secret_arn,
                     depends_on=[args.listener] if serves and args.listener is not None else [],
-                    log_metrics=args.worker_log_metrics if "worker" in roles else (),
+                    log_metrics=args.metrics_of(roles),
                 ),
                 opts=child,
             )
@@ -164,11 +173,11 @@ class Service(pulumi.ComponentResource):
                     queues=args.queues,
                     size=args.sizes["worker"],
                     tls_secret_arn=args.tls_secret_arn,
-                    log_metrics=args.worker_log_metrics,
+                    log_metrics=args.metrics_of(("worker",)),
                 ),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, *ready]),
             )
-        for metric in args.worker_log_metrics:
+        for metric in args.metrics_of(args.roles):
             alarm_on(f"{name}-{metric.key}", metric, parent=self)
 
 

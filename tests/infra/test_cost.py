@@ -246,8 +246,8 @@ def test_a_log_metric_with_no_default_value_is_usage_and_one_metric_however_many
     result = estimate([_metric_filter("worker"), _metric_filter("consumer")])
     assert result.total == 0
     assert [c for c in result.usage_not_included if "log metric filters" in c] == [
-        "the custom metrics of log metric filters with no default value (1: $0.30 a "
-        "metric-month, metered only in the hours a log line matches)"
+        "the custom metrics of log metric filters that receive data only when a line matches "
+        "(1: $0.30 a metric-month, metered only in the hours a log line matches)"
     ]
 
 
@@ -262,6 +262,36 @@ def test_a_log_metric_with_a_default_value_receives_data_all_month_and_is_priced
     assert line(result, "CloudWatch custom metrics (2,") == 2 * Decimal("0.30")
     assert result.total == 2 * price("cloudwatch.custom_metric")
     assert not [c for c in result.usage_not_included if "log metric filters" in c]
+
+
+def test_a_log_metric_whose_alarm_breaches_on_missing_data_is_a_heartbeat_priced_all_month() -> (
+    None
+):
+    # The relays' backlog line comes every minute: its alarm counts silence as a failure.
+    heartbeat = _metric_filter("relay", metric="OrdersOutboxOldestAge")
+    alarm = {"namespace": "EventForge/eventforge-dev", "period": 300}
+    result = estimate(
+        [
+            heartbeat,
+            record(
+                cost.ALARM,
+                "outbox-age",
+                {**alarm, "metricName": "OrdersOutboxOldestAge", "treatMissingData": "breaching"},
+            ),
+            _metric_filter("worker"),  # EmailsUnsettled: its alarm is healthy without data
+            record(
+                cost.ALARM,
+                "unsettled",
+                {**alarm, "metricName": "EmailsUnsettled", "treatMissingData": "notBreaching"},
+            ),
+        ]
+    )
+    assert line(result, "CloudWatch custom metrics (1,") == Decimal("0.30")
+    assert line(result, "CloudWatch alarms") == 2 * Decimal("0.10")
+    assert [c for c in result.usage_not_included if "log metric filters" in c] == [
+        "the custom metrics of log metric filters that receive data only when a line matches "
+        "(1: $0.30 a metric-month, metered only in the hours a log line matches)"
+    ]
 
 
 def test_a_log_metric_with_dimensions_is_unpriced() -> None:

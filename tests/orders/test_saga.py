@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,14 @@ from hypothesis import strategies as st
 from eventforge.orders.domain.commands import CancelOrder, RequestedLine
 from eventforge.orders.domain.model import OrderStatus
 from eventforge.orders.service_layer import handlers
-from eventforge.orders.service_layer.saga import RetryPolicy, advance_saga, compensate
+from eventforge.orders.service_layer.saga import (
+    RetryPolicy,
+    advance_saga,
+    compensate,
+    recover_stalled,
+)
+from eventforge.runtime import deferred
+from eventforge.runtime.context import current_request_id, request_context
 from eventforge.runtime.errors import FailedPrecondition
 from tests.orders.fakes import Crash, FakeCatalog, FakeGateway, FakeUnitOfWork
 from tests.orders.test_handlers import command
@@ -191,3 +199,37 @@ def test_any_valid_request_makes_exactly_one_order_and_one_event(
     assert len(ids) == 1
     assert len(uow.orders.rows) == 1
     assert uow.types() == ["OrderPlaced"]
+
+
+class _RecordsRequestIds(FakeGateway):
+    """A gateway that remembers which request id was current at each charge."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.request_ids: list[str | None] = []
+
+    def charge(
+        self, *, idempotency_key: str, order_id: str, amount_minor: int, currency: str, token: str
+    ) -> str:
+        self.request_ids.append(current_request_id())
+        return super().charge(
+            idempotency_key=idempotency_key,
+            order_id=order_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            token=token,
+        )
+
+
+def test_a_stalled_order_resumes_under_the_request_that_placed_it() -> None:
+    uow = FakeUnitOfWork(FakeCatalog({BOOK: 100, "SKU-MUG-001": 100}))
+    with request_context("req-placed"):
+        order = handlers.place_order(command=command(), uow=uow)
+    [stored] = uow.orders.rows.values()
+    assert deferred.request_id_of(stored.cause) == "req-placed"
+    gateway = _RecordsRequestIds()
+    resumed = recover_stalled(uow=uow, gateway=gateway, retry=RETRY, idle_for=timedelta(seconds=-1))
+    assert resumed == 1
+    assert gateway.request_ids == ["req-placed"]
+    assert uow.orders.rows[order.order_id].status is OrderStatus.CONFIRMED
+    assert current_request_id() is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from eventforge.cli.certs import certs_command
+from eventforge.cli.dashboard import dashboard_command
 from eventforge.cli.load import load_command
 from eventforge.cli.queues import dlq_group, queues_command
 from eventforge.cli.stack import migrate_command, provision_command, serve_command, up_command
@@ -20,5 +21,12 @@ main.add_command(up_command)
 main.add_command(serve_command)
 main.add_command(migrate_command)
 main.add_command(provision_command)
-for _command in (queues_command, dlq_group, trace_command, load_command, certs_command):
+for _command in (
+    queues_command,
+    dlq_group,
+    trace_command,
+    dashboard_command,
+    load_command,
+    certs_command,
+):
     main.add_command(_command)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -18,9 +19,12 @@ from eventforge.cli.stack import roles_of
 from eventforge.cli.supervisor import Supervisor, child_environment, python_command
 from eventforge.runtime.emulator import Emulator
 from eventforge.runtime.grpc.tls import Identity
-from eventforge.runtime.settings import SERVICES, ServiceName, Settings
+from eventforge.runtime.settings import SERVICES, ServiceName, Settings, split_address
 
 LOCAL_WAIT_SECONDS = 2
+LOCAL_METRIC_EXPORT_MILLIS = 10_000
+"""How often the processes export metrics to the dashboard (the SDK's default is 60 s)."""
+_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
 
 def health_channel(settings: Settings, service: ServiceName, address: str) -> grpc.Channel:
@@ -62,6 +66,38 @@ def run_step(name: str, env: dict[str, str], log_path: Path) -> None:
         raise RuntimeError(f"eventforge {name} failed (exit code {code}):\n" + "\n".join(output))
 
 
+def dashboard_url(settings: Settings) -> tuple[str | None, str]:
+    """The dashboard's URL if `up` can serve it, else None and why not."""
+    if not settings.dashboard_url:
+        return None, "off (EVENTFORGE_DASHBOARD_ADDR is empty)"
+    if not all(importlib.util.find_spec(name) for name in ("fastapi", "uvicorn")):
+        return None, "off (needs the `local` dependency group: fastapi, uvicorn)"
+    # Not dashboard.server.port_free: that module imports uvicorn, which `up` keeps off its path.
+    import socket
+
+    host, port = split_address(settings.dashboard_addr)
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return None, f"off ({settings.dashboard_addr} is in use; set EVENTFORGE_DASHBOARD_ADDR)"
+    return settings.dashboard_url, ""
+
+
+def metrics_environment(url: str) -> dict[str, str]:
+    """Point the processes' metrics at the dashboard, unless the user configured an endpoint."""
+    if any(os.environ.get(name) for name in _OTLP_ENDPOINTS):
+        return {}
+    return {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": f"{url}/v1/metrics",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+        "OTEL_METRIC_EXPORT_INTERVAL": os.environ.get(
+            "OTEL_METRIC_EXPORT_INTERVAL", str(LOCAL_METRIC_EXPORT_MILLIS)
+        ),
+    }
+
+
 def run_stack(settings: Settings, timeout: float) -> int:
     """Start everything, wait for SERVING, supervise until SIGINT/SIGTERM; return an exit code."""
     started = time.monotonic()
@@ -94,8 +130,14 @@ def run_stack(settings: Settings, timeout: float) -> int:
     # glibc gives every thread that allocates its own malloc arena (up to 8 per core), which
     # a service's dozens of threads turn into idle, resident memory; two are plenty here.
     overrides.setdefault("MALLOC_ARENA_MAX", os.environ.get("MALLOC_ARENA_MAX", "2"))
+    dashboard, dashboard_off = dashboard_url(settings)
+    if dashboard:
+        overrides.update(metrics_environment(dashboard))
     env = child_environment(**overrides)
     supervisor = Supervisor(env)
+    # Its own supervisor: a dashboard that keeps failing is reported and left stopped, while
+    # the services go on (a service that keeps failing stops everything).
+    dashboard_supervisor = Supervisor(env)
 
     try:
         run_step("migrate", env, logs_dir / "migrate.log")
@@ -127,12 +169,26 @@ def run_stack(settings: Settings, timeout: float) -> int:
                     return 1
             click.echo(f"{service:<17} grpc://{address}  SERVING")
         click.echo("workers, relays   started (in each service's process)")
+        if dashboard:
+            # Started once the services serve: its imports stay off their start-up's CPU.
+            dashboard_supervisor.spawn(
+                "dashboard", python_command("dashboard"), logs_dir / "dashboard.log"
+            )
+        click.echo(f"dashboard         {dashboard or dashboard_off}")
         click.echo(f"spans             {settings.spans_path}")
         click.echo(f"logs              {logs_dir}/")
         click.echo(f"ready in {time.monotonic() - started:.1f}s; Ctrl-C stops everything")
         while not stop.wait(1.0):
             for event in supervisor.check():
                 click.echo(event, err=True)
+            if dashboard_supervisor.children:
+                try:
+                    for event in dashboard_supervisor.check():
+                        click.echo(event, err=True)
+                except RuntimeError as error:
+                    click.echo(f"{error}\nthe dashboard is stopped; the services go on", err=True)
+                    dashboard_supervisor.stop(0)
+                    dashboard_supervisor.children.clear()
         return 0
     except RuntimeError as error:  # EmulatorError too
         click.echo(str(error), err=True)
@@ -140,7 +196,10 @@ def run_stack(settings: Settings, timeout: float) -> int:
     finally:
         click.echo("stopping...")
         wait = int(overrides["EVENTFORGE_WORKER_WAIT_SECONDS"])
+        for child in dashboard_supervisor.children:
+            child.signal(signal.SIGTERM)  # stops while the services do
         supervisor.stop(max(settings.grpc_grace_seconds, wait) + 3)
+        dashboard_supervisor.stop(5)
         if emulator:
             emulator.stop()
         click.echo("stopped")

@@ -15,6 +15,7 @@ inside `resumed(...)`:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
@@ -35,6 +36,25 @@ def capture() -> dict[str, str]:
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return carrier
+
+
+def dumps(cause: Mapping[str, str]) -> str:
+    """A carrier as the text a database column stores ("" for none)."""
+    return json.dumps(dict(cause), sort_keys=True) if cause else ""
+
+
+def loads(text: str | None) -> dict[str, str]:
+    """The carrier a column holds; a damaged one is dropped (the work runs untraced), never
+    fatal."""
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items()}
 
 
 def request_id_of(cause: Mapping[str, str]) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal, Self
 
@@ -184,6 +185,16 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     emulator_port: int = Field(default=4566, description="Port of the embedded AWS emulator.")
+    dashboard_addr: str = Field(
+        default="127.0.0.1:8800",
+        description="host:port of the local dashboard `eventforge up` serves; empty turns it "
+        "off. A loopback address unless DASHBOARD_ALLOW_REMOTE is set.",
+    )
+    dashboard_allow_remote: bool = Field(
+        default=False,
+        description="Allow DASHBOARD_ADDR on a non-loopback interface: the dashboard has no "
+        "login, and it can redrive and purge dead-letter queues.",
+    )
 
     @model_validator(mode="after")
     def _secret_auth_names_its_secret(self) -> Self:
@@ -193,6 +204,29 @@ class Settings(BaseSettings):
                 "Secrets Manager secret that holds the database password"
             )
         return self
+
+    @model_validator(mode="after")
+    def _dashboard_on_loopback(self) -> Self:
+        if not self.dashboard_addr:
+            return self
+        host, port = split_address(self.dashboard_addr)
+        if not 0 < port < 65536:
+            raise ValueError(f"EVENTFORGE_DASHBOARD_ADDR={self.dashboard_addr}: invalid port")
+        if not self.dashboard_allow_remote and not is_loopback_host(host):
+            raise ValueError(
+                f"EVENTFORGE_DASHBOARD_ADDR={self.dashboard_addr} is not a loopback address; the "
+                "dashboard has no login: set EVENTFORGE_DASHBOARD_ALLOW_REMOTE=true to serve it "
+                "on other interfaces anyway"
+            )
+        return self
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """The dashboard's base URL (`http://127.0.0.1:8800`), or None when it is turned off."""
+        if not self.dashboard_addr:
+            return None
+        host, port = split_address(self.dashboard_addr)
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def address_of(self, service: ServiceName) -> str:
         """The host:port a service listens on and its clients dial."""
@@ -217,3 +251,21 @@ class Settings(BaseSettings):
     def spans_path(self) -> Path:
         """Where the local span file is written."""
         return self.span_file or self.data_dir / "spans.jsonl"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` (or `[v6]:port`) as its host, without brackets, and its port."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{address!r} is not host:port")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` is `localhost` or a loopback IP address (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,15 +1,21 @@
 """OpenTelemetry for every EventForge process: OTLP export when configured, always a span file.
 
-`configure_telemetry` builds the tracer provider of one process. The standard `OTEL_*`
-variables configure it (sampler, limits, batching, OTLP endpoint, headers, propagators); spans
-go to an OTLP collector only when `OTEL_EXPORTER_OTLP_ENDPOINT` or
-`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, and always to the local span file
-(`Settings.spans_path`), so one request can be inspected without any collector.
+`configure_telemetry` builds the tracer provider and the meter provider of one process. The
+standard `OTEL_*` variables configure them (sampler, limits, batching, OTLP endpoint, headers,
+protocol, export interval, propagators); spans go to an OTLP collector only when
+`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, and always to the
+local span file (`Settings.spans_path`), so one request can be inspected without any collector.
+Metrics (declared in `eventforge.runtime.metrics`) are exported only when
+`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` is set (and
+`OTEL_METRICS_EXPORTER` is not `none`), every `OTEL_METRIC_EXPORT_INTERVAL` ms (60 000), over
+`OTEL_EXPORTER_OTLP_METRICS_PROTOCOL` or else `OTEL_EXPORTER_OTLP_PROTOCOL`: `grpc` (the
+default) or `http/protobuf`.
 
-OpenTelemetry lets a process set its global tracer provider only once. Processes call
+OpenTelemetry lets a process set its global providers only once. Processes call
 `configure_telemetry(service, settings)` once at start-up; tests pass `set_global=False`, which
 touches no process-wide state (no global provider or propagator, no botocore patching), and
-hand the returned `Telemetry.provider` to whatever they instrument.
+hand the returned `Telemetry.provider` (or `Telemetry.meter_provider`, with the
+`metric_readers` they passed) to whatever they instrument.
 
 Span file format: UTF-8 JSON lines, one object per finished span, appended by several processes
 (each batch is one `os.write` of whole lines on an `O_APPEND` descriptor). Keys:
@@ -41,7 +47,7 @@ from pathlib import Path
 from typing import Any, TypedDict, cast
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
-from opentelemetry import propagate, trace
+from opentelemetry import metrics, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.environment_variables import OTEL_PROPAGATORS
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -53,7 +59,16 @@ from opentelemetry.processor.baggage import BaggageSpanProcessor
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+    OTEL_EXPORTER_OTLP_METRICS_PROTOCOL,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -208,30 +223,55 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class Telemetry:
-    """The tracer provider of one process and the tracer for its manual spans."""
+    """The tracer and meter providers of one process and the tracer for its manual spans."""
 
-    def __init__(self, provider: TracerProvider, tracer: trace.Tracer) -> None:
+    def __init__(
+        self,
+        provider: TracerProvider,
+        tracer: trace.Tracer,
+        meter_provider: MeterProvider | None = None,
+    ) -> None:
         self.provider = provider
         self.tracer = tracer
+        self.meter_provider = meter_provider or MeterProvider(
+            resource=provider.resource, shutdown_on_exit=False
+        )
         self._lock = threading.Lock()
         self._shut_down = False
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        """Export every finished span now; False if the timeout passed first."""
-        return self.provider.force_flush(timeout_millis)
+        """Export every finished span and the metrics now; False if the timeout passed first."""
+        spans = self.provider.force_flush(timeout_millis)
+        return self.meter_provider.force_flush(timeout_millis) and spans
 
     def shutdown(self) -> None:
-        """Flush and stop every exporter; later calls do nothing."""
+        """Flush and stop every exporter (spans, then a last metrics export); later calls do
+        nothing."""
         with self._lock:
             if self._shut_down:
                 return
             self._shut_down = True
         self.provider.shutdown()
+        # Bounded: with its endpoint gone, the exporter would retry for its whole timeout and
+        # hold the process past its stop grace; the last export is then given up.
+        self.meter_provider.shutdown(timeout_millis=METRICS_SHUTDOWN_MILLIS)
 
 
-def configure_telemetry(service: str, settings: Settings, *, set_global: bool = True) -> Telemetry:
-    """Tracing for one process of `service`; `set_global=False` leaves process state alone."""
-    provider = TracerProvider(resource=service_resource(service))
+METRICS_SHUTDOWN_MILLIS = 3_000
+"""At most this long for the last metrics export when a process stops."""
+
+
+def configure_telemetry(
+    service: str,
+    settings: Settings,
+    *,
+    set_global: bool = True,
+    metric_readers: Sequence[MetricReader] = (),
+) -> Telemetry:
+    """Tracing and metrics for one process of `service`; `set_global=False` leaves process
+    state alone. `metric_readers` are added to the OTLP one the environment may configure."""
+    resource = service_resource(service)
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(BaggageSpanProcessor(lambda key: key == REQUEST_ID_KEY))
     if settings.span_file_enabled:
         provider.add_span_processor(
@@ -241,9 +281,63 @@ def configure_telemetry(service: str, settings: Settings, *, set_global: bool = 
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
     ):
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    # Shut down by Telemetry.shutdown, not at exit: the SDK warns about a second shutdown.
+    meter_provider = MeterProvider(
+        metric_readers=[*metric_readers, *otlp_metric_readers()],
+        resource=resource,
+        shutdown_on_exit=False,
+    )
     if set_global:
-        _install_globally(provider)
-    return Telemetry(provider, provider.get_tracer(f"eventforge.{service}", _version()))
+        _install_globally(provider, meter_provider)
+    return Telemetry(
+        provider, provider.get_tracer(f"eventforge.{service}", _version()), meter_provider
+    )
+
+
+OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+OTLP_PROTOCOLS = ("grpc", "http/protobuf")
+
+
+def otlp_metric_readers() -> list[MetricReader]:
+    """The periodic OTLP reader the standard variables ask for: none without an endpoint.
+
+    The exporter reads its endpoint, headers, TLS, compression and timeout from the
+    `OTEL_EXPORTER_OTLP_[METRICS_]*` variables, and the reader its interval
+    (`OTEL_METRIC_EXPORT_INTERVAL`) and timeout, as the SDK documents them.
+    """
+    if os.environ.get(OTEL_METRICS_EXPORTER, "").strip().lower() == "none":
+        return []
+    if not (
+        os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT)
+        or os.environ.get(OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)
+    ):
+        return []
+    return [PeriodicExportingMetricReader(otlp_metric_exporter())]
+
+
+def otlp_metric_exporter() -> MetricExporter:
+    """The OTLP metric exporter of the configured protocol, as the SDK's own configurator
+    picks it: the metrics variable, then the general one, then `grpc`; any other value fails."""
+    protocol = (
+        os.environ.get(OTEL_EXPORTER_OTLP_METRICS_PROTOCOL)
+        or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL)
+        or "grpc"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        return GrpcMetricExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HttpMetricExporter,
+        )
+
+        return HttpMetricExporter()
+    raise ValueError(
+        f"unsupported OTLP metrics protocol {protocol!r}: use one of {', '.join(OTLP_PROTOCOLS)}"
+    )
 
 
 def service_resource(service: str) -> Resource:
@@ -266,10 +360,12 @@ def _version() -> str:
         return "unknown"
 
 
-def _install_globally(provider: TracerProvider) -> None:
+def _install_globally(provider: TracerProvider, meter_provider: MeterProvider) -> None:
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         raise RuntimeError("the global tracer provider is already set in this process")
     trace.set_tracer_provider(provider)
+    # Instruments made before this (`metrics.process_metrics()`) are proxies that follow it.
+    metrics.set_meter_provider(meter_provider)
     if not os.environ.get(OTEL_PROPAGATORS):
         propagate.set_global_textmap(
             CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])

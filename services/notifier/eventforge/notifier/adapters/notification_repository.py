@@ -10,16 +10,15 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
 from eventforge.notifier.adapters.repository import (
-    dump_cause,
     insert_if_absent,
     is_postgres,
-    load_cause,
     utc,
     utc_or_none,
 )
 from eventforge.notifier.adapters.tables import notifications
 from eventforge.notifier.domain.model import Notification, NotificationStatus
 from eventforge.notifier.service_layer.ports import NotificationRepository, PageCursor
+from eventforge.runtime import deferred
 
 _NOTIFICATION_FIELDS = (
     "notification_id",
@@ -120,7 +119,7 @@ class SqlNotifications(NotificationRepository):
     def _row(notification: Notification) -> dict[str, Any]:
         row = {name: getattr(notification, name) for name in _NOTIFICATION_FIELDS}
         row["status"] = notification.status.value
-        row["cause"] = dump_cause(notification.cause)
+        row["cause"] = deferred.dumps(notification.cause)
         return row
 
     @staticmethod
@@ -129,5 +128,5 @@ class SqlNotifications(NotificationRepository):
         fields["created_at"] = utc(row["created_at"])
         fields["sent_at"] = utc_or_none(row["sent_at"])
         fields["next_attempt_at"] = utc_or_none(row["next_attempt_at"])
-        fields["cause"] = load_cause(row["cause"])
+        fields["cause"] = deferred.loads(row["cause"])
         return Notification(status=NotificationStatus(row["status"]), **cast("Any", fields))

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +30,7 @@ from eventforge.notifier.service_layer.ports import (
     PageCursor,
     WebhookRepository,
 )
+from eventforge.runtime import deferred
 
 _UNFINISHED = (DeliveryStatus.PENDING.value, DeliveryStatus.RETRYING.value)
 _FINISHED = (DeliveryStatus.SUCCEEDED.value, DeliveryStatus.FAILED.value)
@@ -43,24 +43,6 @@ def utc(moment: datetime) -> datetime:
 
 def utc_or_none(moment: datetime | None) -> datetime | None:
     return utc(moment) if moment is not None else None
-
-
-def dump_cause(cause: Mapping[str, str]) -> str:
-    """A stored trace context as its column's text ("" for none)."""
-    return json.dumps(dict(cause), sort_keys=True) if cause else ""
-
-
-def load_cause(text: str | None) -> dict[str, str]:
-    """The trace context a column holds; a damaged one is dropped, never fatal."""
-    if not text:
-        return {}
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return {}
-    if not isinstance(found, dict):
-        return {}
-    return {str(k): str(v) for k, v in found.items()}
 
 
 def is_postgres(session: Session) -> bool:
@@ -178,7 +160,7 @@ class SqlDeliveries(DeliveryRepository):
             next_attempt_at=delivery.next_attempt_at,
             created_at=delivery.created_at,
             updated_at=delivery.created_at,
-            cause=dump_cause(delivery.cause),
+            cause=deferred.dumps(delivery.cause),
         )
         return insert_if_absent(self.session, statement)
 
@@ -278,7 +260,7 @@ class SqlDeliveries(DeliveryRepository):
                 body=row.body,
                 attempt_number=int(row.attempts) + 1,
                 created_at=utc(row.created_at),
-                cause=load_cause(row.cause),
+                cause=deferred.loads(row.cause),
             )
             for row in self.session.execute(query)
         ]
@@ -348,7 +330,7 @@ class SqlDeliveries(DeliveryRepository):
                 status=DeliveryStatus(row["status"]),
                 attempts=attempts[row["delivery_id"]],
                 next_attempt_at=utc_or_none(row["next_attempt_at"]),
-                cause=load_cause(row["cause"]),
+                cause=deferred.loads(row["cause"]),
             )
             for row in rows
         ]

@@ -2,6 +2,12 @@
 
 Each delivery is independent: its own claim, attempt and record. A slow or failing endpoint
 holds at most `per_endpoint` threads of the pool; every other endpoint's deliveries keep going.
+
+Every attempt counts once in `eventforge.notifier.deliveries`, by channel, attempt number and
+outcome: for an email `succeeded` (SENT), `refused` (retried later), `failed` (given up),
+`unknown` (its answer was lost: SES's event settles it), `gone` (deleted meanwhile); for a
+webhook `succeeded` (a 2xx), `failed` (retried until its attempts run out), `gone` (the delivery
+or its endpoint was gone or finished); `error` when recording it raised.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
+from eventforge.notifier.domain.model import DeliveryAttempt, NotificationStatus
 from eventforge.notifier.service_layer.deliveries import (
     DeliveryPolicy,
     attempt_delivery,
@@ -21,11 +28,19 @@ from eventforge.notifier.service_layer.deliveries import (
 from eventforge.notifier.service_layer.notifications import EmailPolicy, claim_emails, send_email
 from eventforge.notifier.service_layer.ports import Mailer, Resolver, WebhookTransport
 from eventforge.notifier.service_layer.unit_of_work import UnitOfWork
+from eventforge.runtime.metrics import Metrics, process_metrics
 
 log = logging.getLogger("eventforge.notifier.dispatcher")
 
 PER_ENDPOINT = 2
 """Attempts in flight to one endpoint at once (per dispatcher)."""
+
+EMAIL_OUTCOMES = {
+    NotificationStatus.SENT: "succeeded",
+    NotificationStatus.PENDING: "refused",
+    NotificationStatus.FAILED: "failed",
+    NotificationStatus.SENDING: "unknown",
+}
 
 
 class Dispatcher:
@@ -42,7 +57,9 @@ class Dispatcher:
         email_policy: EmailPolicy,
         concurrency: int,
         per_endpoint: int = PER_ENDPOINT,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or process_metrics()
         self.uow = uow
         self.transport = transport
         self.resolver = resolver
@@ -76,6 +93,7 @@ class Dispatcher:
                     mailer=self.mailer,
                     policy=self.email_policy,
                 ),
+                partial(self._email_done, notification.attempts),
             )
         deliveries = claim_deliveries(
             uow=self.uow(),
@@ -95,6 +113,7 @@ class Dispatcher:
                     resolver=self.resolver,
                     policy=self.policy,
                 ),
+                partial(self._webhook_done, due.attempt_number),
             )
         return len(deliveries) + len(emails)
 
@@ -109,15 +128,44 @@ class Dispatcher:
             self._closed = True
         self._pool.shutdown(wait=wait)
 
-    def _start(self, endpoint: str, work: Callable[[], object]) -> None:
+    def _start(
+        self,
+        endpoint: str,
+        work: Callable[[], object],
+        measure: Callable[[Future[object]], None],
+    ) -> None:
         with self._lock:
             self._in_flight += 1
             if endpoint:
                 self._busy[endpoint] += 1
         future = self._pool.submit(work)
-        future.add_done_callback(lambda done: self._finished(endpoint, done))
+        future.add_done_callback(lambda done: self._finished(endpoint, done, measure))
 
-    def _finished(self, endpoint: str, done: Future[object]) -> None:
+    def _email_done(self, attempt: int, done: Future[object]) -> None:
+        if done.exception() is not None:
+            outcome = "error"
+        else:
+            status = done.result()
+            if isinstance(status, NotificationStatus):
+                outcome = EMAIL_OUTCOMES.get(status, "unknown")
+            else:
+                outcome = "gone"
+        self.metrics.delivery("email", outcome, attempt)
+
+    def _webhook_done(self, attempt: int, done: Future[object]) -> None:
+        error = done.exception()
+        recorded = None if error is not None else done.result()
+        if error is not None:
+            outcome = "error"
+        elif isinstance(recorded, DeliveryAttempt):
+            outcome, attempt = ("succeeded" if recorded.succeeded else "failed"), recorded.number
+        else:
+            outcome = "gone"
+        self.metrics.delivery("webhook", outcome, attempt)
+
+    def _finished(
+        self, endpoint: str, done: Future[object], measure: Callable[[Future[object]], None]
+    ) -> None:
         with self._lock:
             self._in_flight -= 1
             if endpoint:
@@ -125,6 +173,10 @@ class Dispatcher:
                 if self._busy[endpoint] <= 0:
                     del self._busy[endpoint]
             self._idle.notify_all()
+        try:
+            measure(done)
+        except Exception:  # a metric must never break the dispatcher
+            log.exception("recording a delivery's metrics failed")
         error = done.exception()
         if error is not None:
             # Its lease runs out and it is claimed again; the failure itself must be seen.

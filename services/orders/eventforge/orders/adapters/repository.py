@@ -25,6 +25,7 @@ from eventforge.orders.service_layer.ports import (
     PageCursor,
     Product,
 )
+from eventforge.runtime import deferred
 
 _SCALARS = (
     "customer_id",
@@ -69,7 +70,12 @@ def utc(moment: datetime) -> datetime:
 
 def _row_of(order: Order) -> dict[str, Any]:
     row = {name: getattr(order, name) for name in _SCALARS}
-    return {**row, "order_id": order.order_id, "status": order.status.value}
+    return {
+        **row,
+        "order_id": order.order_id,
+        "status": order.status.value,
+        "cause": deferred.dumps(order.cause),
+    }
 
 
 class SqlOrders(OrderRepository):
@@ -146,6 +152,7 @@ class SqlOrders(OrderRepository):
             fields = {name: row[name] for name in _SCALARS}
             fields["created_at"] = utc(row["created_at"])
             fields["updated_at"] = utc(row["updated_at"])
+            fields["cause"] = deferred.loads(row["cause"])
             loaded.append(
                 Order(
                     order_id=row["order_id"],

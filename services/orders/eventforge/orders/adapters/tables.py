@@ -23,6 +23,9 @@ orders = sa.Table(
     sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # The W3C context (traceparent, baggage) of the request that placed it, as JSON: a saga
+    # resumed later (a stalled order) continues it.
+    sa.Column("cause", sa.Text(), nullable=False, server_default=""),
     sa.Index("ix_orders_customer_newest", "customer_id", "created_at", "order_id"),
     sa.Index("ix_orders_status_updated", "status", "updated_at"),
 )

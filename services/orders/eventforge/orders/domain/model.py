@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -104,6 +105,8 @@ class Order:
     cancel_requested: bool = False
     created_at: datetime = field(default_factory=_now)
     updated_at: datetime = field(default_factory=_now)
+    cause: Mapping[str, str] = field(default_factory=dict)
+    """The trace context (W3C headers) of the request that placed it."""
     events: list[Event] = field(default_factory=list, compare=False, repr=False)
 
     @classmethod
@@ -116,9 +119,11 @@ class Order:
         currency: str,
         lines: list[OrderLine],
         payment_token: str,
+        cause: Mapping[str, str] | None = None,
     ) -> Order:
         """A new PENDING order; records OrderPlaced."""
         order = cls(order_id, customer_id, customer_email, currency, lines, payment_token)
+        order.cause = dict(cause or {})
         order.events.append(OrderPlaced(order_id))
         return order
 

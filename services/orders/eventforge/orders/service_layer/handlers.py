@@ -23,6 +23,7 @@ from eventforge.orders.service_layer.validation import (
     is_order_id,
     is_sku,
 )
+from eventforge.runtime import deferred
 from eventforge.runtime.errors import AlreadyExists, FailedPrecondition, NotFound, Violations
 
 DEFAULT_PAGE_SIZE = 20
@@ -65,6 +66,7 @@ def place_order(*, command: PlaceOrder, uow: UnitOfWork) -> Order:
             currency=command.currency,
             payment_token=command.payment_token,
             lines=[OrderLine(x.sku, x.quantity, x.unit_price_minor) for x in command.lines],
+            cause=deferred.capture(),
         )
         uow.orders.add(uow.track(order))
         uow.commit()

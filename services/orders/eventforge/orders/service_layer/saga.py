@@ -4,6 +4,11 @@ Each step runs in its own unit of work that locks the order row, re-reads its pe
 and moves it on, so a redelivered event, a second worker or a restarted one continues from
 where the order stands and never repeats a step (the charge and the refund also carry
 idempotency keys derived from the order).
+
+Every step run is timed into `eventforge.saga.step.duration`; a step that commits an order into
+a terminal status counts it in `eventforge.saga.outcomes` and logs one line with the field
+`saga_outcome` (CONFIRMED, FAILED, CANCELLED or COMPENSATION_FAILED, at ERROR): the cloud
+stacks alarm on the COMPENSATION_FAILED ones.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from eventforge.orders.service_layer.ports import (
     PaymentUnavailable,
 )
 from eventforge.orders.service_layer.unit_of_work import UnitOfWork
+from eventforge.runtime import deferred
 from eventforge.runtime.errors import NotFound
+from eventforge.runtime.metrics import Metrics, process_metrics
 
 log = logging.getLogger("eventforge.orders.saga")
 tracer = trace.get_tracer("eventforge.orders.saga")
@@ -63,17 +70,47 @@ def refund_key(order_id: str) -> str:
 
 
 def advance_saga(
-    *, order_id: str, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy
+    *,
+    order_id: str,
+    uow: UnitOfWork,
+    gateway: PaymentGateway,
+    retry: RetryPolicy,
+    metrics: Metrics | None = None,
 ) -> Order:
     """Drive an order as far as it can go now; returns it in its new state."""
-    order = _reserve(order_id, uow)
+    metrics = metrics or process_metrics()
+    order = _reserve(order_id, uow, metrics)
     if order.status is OrderStatus.INVENTORY_RESERVED:
-        order = _charge(order, uow, gateway, retry)
+        order = _charge(order, uow, gateway, retry, metrics)
     if order.status is OrderStatus.PAYMENT_CHARGED:
-        order = _confirm(order_id, uow)
+        order = _confirm(order_id, uow, metrics)
     if order.status is OrderStatus.COMPENSATING or order.needs_refund:
-        order = compensate(order_id=order_id, uow=uow, gateway=gateway, retry=retry)
+        order = compensate(
+            order_id=order_id, uow=uow, gateway=gateway, retry=retry, metrics=metrics
+        )
     return order
+
+
+def _settled(order: Order, before: OrderStatus, metrics: Metrics) -> None:
+    """Count and log the terminal status a step has just committed the order into."""
+    status = order.status
+    if status is before or not status.terminal:
+        return
+    metrics.saga_outcome(status.value)
+    why = {
+        OrderStatus.CONFIRMED: "",
+        OrderStatus.FAILED: f" at {order.failed_step}: {order.failure_reason}",
+        OrderStatus.CANCELLED: f": {order.failure_reason}",
+        OrderStatus.COMPENSATION_FAILED: ": a compensation failed for good; needs an operator",
+    }[status]
+    log.log(
+        logging.ERROR if status is OrderStatus.COMPENSATION_FAILED else logging.INFO,
+        "order %s %s%s",
+        order.order_id,
+        status.value,
+        why,
+        extra={"saga_outcome": status.value, "order_id": order.order_id},
+    )
 
 
 def _locked(uow: UnitOfWork, order_id: str) -> Order:
@@ -83,8 +120,12 @@ def _locked(uow: UnitOfWork, order_id: str) -> Order:
     return uow.track(order)
 
 
-def _reserve(order_id: str, uow: UnitOfWork) -> Order:
-    with uow, tracer.start_as_current_span("saga reserve_inventory") as span:
+def _reserve(order_id: str, uow: UnitOfWork, metrics: Metrics) -> Order:
+    with (
+        metrics.saga_step("reserve_inventory"),
+        uow,
+        tracer.start_as_current_span("saga reserve_inventory") as span,
+    ):
         order = _locked(uow, order_id)
         span.set_attribute("eventforge.order_id", order_id)
         if order.status is not OrderStatus.PENDING:
@@ -96,10 +137,20 @@ def _reserve(order_id: str, uow: UnitOfWork) -> Order:
             order.inventory_reserved()
         uow.orders.save(order)
         uow.commit()
+        _settled(order, OrderStatus.PENDING, metrics)
         return order
 
 
-def _charge(order: Order, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy) -> Order:
+def _charge(
+    order: Order, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy, metrics: Metrics
+) -> Order:
+    with metrics.saga_step("charge_payment"):
+        return _charge_step(order, uow, gateway, retry, metrics)
+
+
+def _charge_step(
+    order: Order, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy, metrics: Metrics
+) -> Order:
     payment_id, failure = "", ""
     with tracer.start_as_current_span("saga charge_payment") as span:
         span.set_attribute("eventforge.order_id", order.order_id)
@@ -121,31 +172,48 @@ def _charge(order: Order, uow: UnitOfWork, gateway: PaymentGateway, retry: Retry
             span.set_status(trace.StatusCode.ERROR, failure)
     with uow:
         order = _locked(uow, order.order_id)
+        before = order.status
         if payment_id:
             order.payment_charged(payment_id)
         elif order.status is OrderStatus.INVENTORY_RESERVED:
             order.step_failed("charge_payment", failure)
         uow.orders.save(order)
         uow.commit()
+        _settled(order, before, metrics)
         return order
 
 
-def _confirm(order_id: str, uow: UnitOfWork) -> Order:
-    with uow, tracer.start_as_current_span("saga confirm"):
+def _confirm(order_id: str, uow: UnitOfWork, metrics: Metrics) -> Order:
+    with metrics.saga_step("confirm"), uow, tracer.start_as_current_span("saga confirm"):
         order = _locked(uow, order_id)
         if order.status is OrderStatus.PAYMENT_CHARGED:
             order.confirm()
             uow.orders.save(order)
             uow.commit()
+            _settled(order, OrderStatus.PAYMENT_CHARGED, metrics)
         return order
 
 
 def compensate(
-    *, order_id: str, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy
+    *,
+    order_id: str,
+    uow: UnitOfWork,
+    gateway: PaymentGateway,
+    retry: RetryPolicy,
+    metrics: Metrics | None = None,
 ) -> Order:
     """Undo what was done, in reverse (refund, then release); holds the order's lock throughout."""
+    metrics = metrics or process_metrics()
+    with metrics.saga_step("compensate"):
+        return _compensate(order_id, uow, gateway, retry, metrics)
+
+
+def _compensate(
+    order_id: str, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy, metrics: Metrics
+) -> Order:
     with uow, tracer.start_as_current_span("saga compensate") as span:
         order = _locked(uow, order_id)
+        before = order.status
         span.set_attribute("eventforge.order_id", order_id)
         if order.status is OrderStatus.COMPENSATING and order.reserved and not order.payment_id:
             # The charge step may have run without its result being recorded (a crash).
@@ -166,6 +234,7 @@ def compensate(
                 order.compensation_failed("refund_payment", str(error))
                 uow.orders.save(order)
                 uow.commit()
+                _settled(order, before, metrics)
                 return order
         if order.status is OrderStatus.COMPENSATING:
             if order.reserved:
@@ -174,6 +243,7 @@ def compensate(
             order.compensated()
         uow.orders.save(order)
         uow.commit()
+        _settled(order, before, metrics)
         return order
 
 
@@ -184,11 +254,29 @@ def recover_stalled(
     retry: RetryPolicy,
     idle_for: timedelta,
     limit: int = 50,
+    metrics: Metrics | None = None,
 ) -> int:
     """Advance orders that stopped moving (a lost or dead-lettered event); returns how many."""
     with uow:
         stalled = uow.orders.stalled(older_than=datetime.now(UTC) - idle_for, limit=limit)
     for order_id in stalled:
-        log.warning("resuming stalled order %s", order_id)
-        advance_saga(order_id=order_id, uow=uow, gateway=gateway, retry=retry)
+        with uow:
+            order = uow.orders.get(order_id)
+        if order is None:
+            continue
+        # The saga goes on under the request that placed the order: its trace (or a trace
+        # linked to it, when long after) and its request id.
+        with deferred.resumed(
+            tracer,
+            "saga resume",
+            order.cause,
+            caused_at=order.created_at,
+            now=datetime.now(UTC),
+            attributes={
+                "eventforge.order_id": order_id,
+                "eventforge.order_status": order.status.value,
+            },
+        ):
+            log.warning("resuming stalled order %s", order_id)
+            advance_saga(order_id=order_id, uow=uow, gateway=gateway, retry=retry, metrics=metrics)
     return len(stalled)

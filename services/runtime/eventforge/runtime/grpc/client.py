@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -10,8 +12,11 @@ import grpc
 
 from eventforge.runtime.context import REQUEST_ID_HEADER, current_request_id
 from eventforge.runtime.grpc.tls import Identity
+from eventforge.runtime.metrics import Metrics, process_metrics
 from eventforge.runtime.settings import Settings
 from eventforge.runtime.telemetry import instrument_channel
+
+log = logging.getLogger("eventforge.grpc")
 
 
 def service_config(service: str, idempotent_methods: Iterable[str] = ()) -> str:
@@ -65,6 +70,40 @@ class _DefaultDeadline(grpc.UnaryUnaryClientInterceptor):
         return continuation(details, request)
 
 
+class _CallMetrics(grpc.UnaryUnaryClientInterceptor):
+    """Time every call into `rpc.client.duration`, by method and the status it ended with.
+
+    Outermost, so the time is the caller's: the deadline, the retries and the client span.
+    A future-style call (`.future()`) is recorded when it completes.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        started = time.perf_counter()
+        method = str(client_call_details.method)
+        outcome = continuation(client_call_details, request)
+
+        def done(call: Any) -> None:
+            try:
+                code = call.code()
+            except Exception:  # a cancelled or broken call: record it, never raise here
+                code = grpc.StatusCode.UNKNOWN
+            self.metrics.rpc_client(method, code, (time.perf_counter() - started) * 1000)
+
+        try:
+            outcome.add_done_callback(done)
+        except Exception:
+            log.debug("cannot time a call of %s", method, exc_info=True)
+        return outcome
+
+
 class _CallDetails(grpc.ClientCallDetails):
     def __init__(self, **fields: Any) -> None:
         for name, value in fields.items():
@@ -78,11 +117,14 @@ def channel(
     idempotent_methods: Iterable[str] = (),
     *,
     identity: str | None = None,
+    metrics: Metrics | None = None,
 ) -> grpc.Channel:
     """An instrumented, round-robin channel to `target` with deadlines and retries for `service`.
 
     With TLS_DIR or TLS_BUNDLE set it presents the certificate `identity` (or TLS_IDENTITY) and
     expects the server's certificate to name the called service (`eventforge.<name>.v1...`).
+    Every call is traced and timed into `rpc.client.duration` (`metrics`, by default the
+    process's).
     """
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
@@ -98,4 +140,8 @@ def channel(
         options.append(("grpc.ssl_target_name_override", service.split(".")[1]))
         raw = grpc.secure_channel(target, tls.channel_credentials(), options=options)
     traced = instrument_channel(raw)
-    return grpc.intercept_channel(traced, _DefaultDeadline(settings.grpc_deadline_seconds))
+    return grpc.intercept_channel(
+        traced,
+        _CallMetrics(metrics or process_metrics()),
+        _DefaultDeadline(settings.grpc_deadline_seconds),
+    )

@@ -1,4 +1,4 @@
-"""Server interceptors, one job each: request ids, error mapping, access logs."""
+"""Server interceptors, one job each: request ids, error mapping, access logs and RPC metrics."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from eventforge.runtime.context import (
 )
 from eventforge.runtime.db import database_unavailable
 from eventforge.runtime.grpc.handlers import Behaviour, wrap_handler
+from eventforge.runtime.metrics import Metrics, process_metrics
 
 log = logging.getLogger("eventforge.grpc")
 
@@ -159,7 +160,14 @@ def _abort_with(
 
 
 class AccessLogInterceptor(Interceptor):
-    """One log line per call: method, status code, duration and peer."""
+    """One log line per call (method, status code, duration and peer) and its `rpc.server.duration`.
+
+    Outside the error mapping, so both see the code the caller gets. One interceptor for both:
+    the call is timed once.
+    """
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics or process_metrics()
 
     def around(
         self,
@@ -177,6 +185,8 @@ class AccessLogInterceptor(Interceptor):
             code = status_code(context) or grpc.StatusCode.UNKNOWN
             raise
         finally:
+            duration_ms = (time.perf_counter() - started) * 1000
+            self.metrics.rpc_server(method, code, duration_ms)
             log.info(
                 "%s %s",
                 method,
@@ -184,7 +194,7 @@ class AccessLogInterceptor(Interceptor):
                 extra={
                     "grpc_method": method,
                     "grpc_code": code.name,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "duration_ms": round(duration_ms, 3),
                     "peer": context.peer(),
                 },
             )

@@ -21,6 +21,7 @@ from eventforge.runtime.grpc.interceptors import (
     RequestIdInterceptor,
 )
 from eventforge.runtime.grpc.tls import Identity
+from eventforge.runtime.metrics import Metrics
 from eventforge.runtime.settings import Settings
 from eventforge.runtime.telemetry import grpc_server_interceptor
 
@@ -112,18 +113,20 @@ def start_server(
     probe: Callable[[], bool] | None = None,
     *,
     identity: str | None = None,
+    metrics: Metrics | None = None,
 ) -> ServiceServer:
     """Start a server on `address` with the service(s) `register` adds, health and reflection.
 
     With TLS_DIR or TLS_BUNDLE set the server speaks mTLS as `identity` (the service's
     certificate name), requires client certificates from the same CA and authorizes callers by
-    their identity. With HEALTH_HTTP_ADDR set it also serves `GET /healthz` there.
+    their identity. With HEALTH_HTTP_ADDR set it also serves `GET /healthz` there. Every call
+    is logged and timed into `rpc.server.duration` (`metrics`, by default the process's).
     """
     tls = Identity.configured(settings, identity)
     interceptors: list[grpc.ServerInterceptor] = [
         grpc_server_interceptor(),
         RequestIdInterceptor(),
-        AccessLogInterceptor(),
+        AccessLogInterceptor(metrics),
         ErrorMappingInterceptor(),
         DeadlineInterceptor(),
     ]

@@ -18,13 +18,23 @@ retried with a capped backoff; nothing a message does can end the loop. When a b
 failures and the consumer's own dependencies (its database, probed with `ready`) do not answer,
 nothing more is received until they do: every receive counts towards a message's redrive limit,
 so an outage longer than the retry schedule would otherwise dead-letter what arrives meanwhile.
+
+Metrics (`eventforge.runtime.metrics`): besides what the processor counts per message, a poller
+counts the failed messages on their last receive (`eventforge.messaging.dead_lettered`, the
+queue's maxReceiveCount read with its visibility timeout, in the one GetQueueAttributes a poller
+makes at start), reports the age of the oldest message of each receive
+(`eventforge.queue.oldest_age`, from the messages' SentTimestamp) and, once a reader collects
+them, samples its queue's depth every `QUEUE_SAMPLE_SECONDS` (`eventforge.queue.depth`): no SQS
+call per message.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -32,6 +42,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.propagators.textmap import TextMapPropagator
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,6 +54,7 @@ from eventforge.runtime.messaging.processing import (
     MessageResult,
     Outcome,
 )
+from eventforge.runtime.metrics import QUEUE_SAMPLE_SECONDS, Metrics
 from eventforge.topology import TOPOLOGY, Topology
 
 if TYPE_CHECKING:
@@ -69,7 +81,10 @@ class QueueRef:
     url: str
     visibility_timeout: int | None = None
     """Seconds a received message stays hidden, asked for on every receive; None: the queue's
-    own setting, looked up once."""
+    own setting, looked up once (with its redrive policy's maxReceiveCount)."""
+    max_receives: int | None = None
+    """Receives before the queue's redrive policy dead-letters a message, when known up front
+    (with `visibility_timeout` given); otherwise read from the queue with its visibility."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,9 @@ class QueuePoller:
         """Probe of the handlers' own dependencies (the database): True when they answer."""
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
         self._visibility = queue.visibility_timeout
+        self._max_receives = queue.max_receives
+        self.metrics: Metrics = processor.metrics
+        self._next_depth_sample = 0.0
 
     def poll_once(self) -> BatchResult:
         """One receive and its processing; raises if SQS cannot be reached."""
@@ -174,6 +192,7 @@ class QueuePoller:
         log.info("consuming %s", self.queue.name, extra={"queue": self.queue.name})
         with self._pool() as pool:
             while not stop.is_set():
+                self._sample_depth()
                 try:
                     result = self._poll(pool, stop)
                 except Exception:
@@ -213,6 +232,32 @@ class QueuePoller:
             log.exception("probing the dependencies of %s failed", self.queue.name)
             return False
 
+    def _sample_depth(self) -> None:
+        """The queue's depth for `eventforge.queue.depth`, at most every QUEUE_SAMPLE_SECONDS and
+        only while a reader collects the gauge; a failure is logged, never raised."""
+        if not self.metrics.queue_depth.observed or time.monotonic() < self._next_depth_sample:
+            return
+        self._next_depth_sample = time.monotonic() + QUEUE_SAMPLE_SECONDS
+        try:
+            with suppress_instrumentation():  # a span a minute for a gauge is noise
+                attributes = self.sqs.get_queue_attributes(
+                    QueueUrl=self.queue.url,
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                        "ApproximateNumberOfMessagesDelayed",
+                    ],
+                )["Attributes"]
+        except Exception as error:
+            log.warning("sampling the depth of %s failed: %s", self.queue.name, error)
+            return
+        self.metrics.queue_sampled(
+            self.queue.name,
+            visible=int(attributes.get("ApproximateNumberOfMessages", 0)),
+            in_flight=int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            delayed=int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        )
+
     def _pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(
             max_workers=self.options.concurrency, thread_name_prefix=f"consume-{self.queue.name}"
@@ -222,8 +267,10 @@ class QueuePoller:
         visibility = self._visibility_timeout()
         messages = self._receive()
         if not messages:
+            self.metrics.queue_received(self.queue.name, 0.0)
             return BatchResult()
         deliveries = [Delivery.from_sqs(m, self.queue.name) for m in messages]
+        self.metrics.queue_received(self.queue.name, _oldest_age_seconds(deliveries))
         if stop is not None and stop.is_set():
             self._change_visibility((d, 0) for d in deliveries)
             return BatchResult(received=len(deliveries), released=len(deliveries))
@@ -235,14 +282,33 @@ class QueuePoller:
             for d, r in zip(deliveries, results, strict=True)
             if not r.acknowledged
         )
+        self._count_dead_letters(results)
         return BatchResult(received=len(deliveries), results=tuple(results), deleted=deleted)
+
+    def _count_dead_letters(self, results: Sequence[MessageResult]) -> None:
+        """Failures on a message's last receive: the redrive policy moves it to the DLQ next."""
+        limit = self._max_receives
+        if limit is None:
+            return
+        last = sum(1 for r in results if not r.acknowledged and r.receive_count >= limit)
+        if last:
+            self.metrics.message_dead_lettered(self.queue.name, last)
+            log.warning(
+                "%d message(s) of %s failed on their last receive (%d): bound for the DLQ",
+                last,
+                self.queue.name,
+                limit,
+                extra={"queue": self.queue.name},
+            )
 
     def _visibility_timeout(self) -> int:
         if self._visibility is None:
             attributes = self.sqs.get_queue_attributes(
-                QueueUrl=self.queue.url, AttributeNames=["VisibilityTimeout"]
+                QueueUrl=self.queue.url, AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
             )["Attributes"]
             self._visibility = int(attributes["VisibilityTimeout"])
+            if self._max_receives is None:
+                self._max_receives = _max_receives(attributes.get("RedrivePolicy"))
         return self._visibility
 
     def _receive(self) -> list[MessageTypeDef]:
@@ -336,8 +402,11 @@ class Consumer:
         propagator: TextMapPropagator | None = None,
         rng: random.Random | None = None,
         ready: Callable[[], bool] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        self.processor = MessageProcessor(sessions, handlers, tracer, propagator=propagator)
+        self.processor = MessageProcessor(
+            sessions, handlers, tracer, propagator=propagator, metrics=metrics
+        )
         self.pollers = tuple(
             QueuePoller(sqs, queue, self.processor, options, rng=rng, ready=ready)
             for queue in queues
@@ -376,6 +445,25 @@ def _result_of(future: Future[MessageResult], delivery: Delivery) -> MessageResu
             delivery.receive_count,
             repr(error),
         )
+
+
+def _oldest_age_seconds(deliveries: Sequence[Delivery]) -> float:
+    """Seconds since the earliest SentTimestamp among `deliveries` (0 without any)."""
+    sent = [d.sent_timestamp_ms for d in deliveries if d.sent_timestamp_ms is not None]
+    if not sent:
+        return 0.0
+    return max(time.time() - min(sent) / 1000, 0.0)
+
+
+def _max_receives(redrive_policy: str | None) -> int | None:
+    """The maxReceiveCount of a queue's RedrivePolicy attribute (None without a policy)."""
+    if not redrive_policy:
+        return None
+    try:
+        return int(json.loads(redrive_policy)["maxReceiveCount"])
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable redrive policy %r", redrive_policy)
+        return None
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:

@@ -13,12 +13,15 @@ SQS poll loop (`consumer.py`) and the Lambda entry point (`handle_lambda_batch`)
    and any outbox rows the handler writes commit together or not at all;
 4. a handler exception rolls everything back, is recorded on the span, and reports FAILED.
 
-A delivery is acknowledged (deleted) when none of its units FAILED and it parsed.
+A delivery is acknowledged (deleted) when none of its units FAILED and it parsed. Each
+delivery counts once into `messaging.client.consumed.messages` and `messaging.process.duration`
+(`eventforge.runtime.metrics`), by queue and outcome.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -45,6 +48,7 @@ from eventforge.runtime.messaging.messages import (
     parse_delivery,
 )
 from eventforge.runtime.messaging.schema import inbox_table
+from eventforge.runtime.metrics import Metrics, process_metrics
 
 # Built once and executed with parameters (cheaper than a new statement per message).
 _INSERT_INBOX = sa.insert(inbox_table)
@@ -157,7 +161,9 @@ class MessageProcessor:
         *,
         propagator: TextMapPropagator | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or process_metrics()
         self._sessions = (
             sessions if isinstance(sessions, sessionmaker) else session_factory(sessions)
         )
@@ -170,6 +176,7 @@ class MessageProcessor:
 
     def process_message(self, delivery: Delivery) -> MessageResult:
         """Handle every unit of `delivery`; never raises."""
+        started = time.perf_counter()
         try:
             messages = parse_delivery(delivery)
         except ParseError as error:
@@ -180,18 +187,41 @@ class MessageProcessor:
                 error,
                 extra={"message_id": delivery.message_id, "queue": delivery.queue_name},
             )
+            self._measure(delivery, Outcome.UNPARSEABLE, started, _qualified_name(type(error)))
             return self._result(delivery, Outcome.UNPARSEABLE, str(error))
         outcomes: list[Outcome] = []
         errors: list[str] = []
+        error_type: str | None = None
         for message in messages:
-            outcome, error_text = self.process(message)
+            outcome, error_text, failure = self._process(message)
             outcomes.append(outcome)
             if error_text:
                 errors.append(error_text)
-        return self._result(delivery, _fold(outcomes), "; ".join(errors) or None)
+            error_type = error_type or failure
+        folded = _fold(outcomes)
+        self._measure(delivery, folded, started, error_type)
+        return self._result(delivery, folded, "; ".join(errors) or None)
+
+    def _measure(
+        self, delivery: Delivery, outcome: Outcome, started: float, error_type: str | None
+    ) -> None:
+        try:
+            self.metrics.message(
+                delivery.queue_name,
+                outcome.value,
+                time.perf_counter() - started,
+                error_type if not outcome.acknowledged else None,
+            )
+        except Exception:  # a metric must never fail a message
+            log.exception("recording the metrics of %s failed", delivery.message_id)
 
     def process(self, message: IncomingMessage) -> tuple[Outcome, str | None]:
         """One unit, in its own span, request context and transaction; never raises."""
+        outcome, error_text, _error_type = self._process(message)
+        return outcome, error_text
+
+    def _process(self, message: IncomingMessage) -> tuple[Outcome, str | None, str | None]:
+        """`process`, with the failure's exception type (for `error.type`)."""
         with self._consumer_span(message) as span:
             try:
                 outcome = self._handle(message)
@@ -206,7 +236,11 @@ class MessageProcessor:
                     message.receive_count,
                     extra=_log_fields(message),
                 )
-                return Outcome.FAILED, f"{type(error).__name__}: {error}"
+                return (
+                    Outcome.FAILED,
+                    f"{type(error).__name__}: {error}",
+                    _qualified_name(type(error)),
+                )
             span.set_attribute("eventforge.outcome", outcome.value)
             if outcome is Outcome.PROCESSED:
                 log.info(
@@ -215,7 +249,7 @@ class MessageProcessor:
                     message.event_id,
                     extra=_log_fields(message),
                 )
-            return outcome, None
+            return outcome, None, None
 
     def _handle(self, message: IncomingMessage) -> Outcome:
         if message.kind is MessageKind.S3_TEST:
@@ -341,6 +375,12 @@ def _fold(outcomes: Sequence[Outcome]) -> Outcome:
     if Outcome.PROCESSED in outcomes:
         return Outcome.PROCESSED
     return Outcome.DUPLICATE if Outcome.DUPLICATE in outcomes else Outcome.IGNORED
+
+
+def _qualified_name(kind: type[BaseException]) -> str:
+    """An exception type's `error.type`: fully qualified, except for builtins."""
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
 
 
 def _str_or_none(value: object) -> str | None:

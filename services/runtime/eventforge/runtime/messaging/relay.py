@@ -1,4 +1,11 @@
-"""The outbox relay: publish committed outbox rows to SNS, continuing each producer's trace."""
+"""The outbox relay: publish committed outbox rows to SNS, continuing each producer's trace.
+
+Every `housekeeping_seconds` (a minute), draining or not, the relay purges old published rows
+and logs its backlog as JSON fields `outbox_backlog` and `outbox_oldest_age_seconds`: the cloud
+stacks alarm on that line (a CloudWatch Logs metric filter). The same numbers feed the gauges
+`eventforge.outbox.backlog` and `eventforge.outbox.oldest_age`, sampled every
+`OUTBOX_SAMPLE_SECONDS` once a metrics reader collects them.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from eventforge.runtime.db import is_postgres
 from eventforge.runtime.messaging.schema import outbox_table as outbox
+from eventforge.runtime.metrics import OUTBOX_SAMPLE_SECONDS, Metrics, process_metrics
+from eventforge.topology import TOPOLOGY
 
 if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
@@ -70,12 +79,17 @@ class OutboxRelay:
         topic_arns: Mapping[str, str],
         tracer: trace.Tracer,
         batch_size: int = SNS_BATCH_LIMIT,
+        service: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.engine = engine
         self.sns = sns
         self.topic_arns = topic_arns
         self.tracer = tracer
         self.batch_size = batch_size
+        self.service = service or _publisher_of(topic_arns)
+        """The service whose outbox this is (the `eventforge.service` of its gauges)."""
+        self.metrics = metrics or process_metrics()
 
     def publish_batch(self) -> int:
         """Publish one batch of the oldest unpublished rows; returns how many were published.
@@ -177,6 +191,19 @@ class OutboxRelay:
             oldest = oldest.replace(tzinfo=UTC)
         return Backlog(int(size), (datetime.now(UTC) - oldest).total_seconds())
 
+    def measure_backlog(self) -> Backlog:
+        """`backlog()`, also set on the outbox gauges."""
+        backlog = self.backlog()
+        self.metrics.outbox(
+            self.service, size=backlog.size, oldest_age_seconds=backlog.oldest_age_seconds
+        )
+        return backlog
+
+    @property
+    def backlog_wanted(self) -> bool:
+        """Whether a metrics reader collects the outbox gauges."""
+        return self.metrics.outbox_backlog.observed
+
     def purge_published(self, older_than: timedelta) -> int:
         """Delete rows published more than `older_than` ago; returns how many."""
         cutoff = datetime.now(UTC) - older_than
@@ -213,10 +240,12 @@ def run_relay(
     """Publish until `stop` is set: drain while rows remain, then wait for a commit or a tick.
 
     `wait_for_commit(timeout)` returns early when a producer commits (LISTEN/NOTIFY) or just
-    sleeps (polling).
+    sleeps (polling). The housekeeping (purge, backlog log line) runs on its schedule while
+    draining too: a growing backlog is when its age matters.
     """
     backoff = Backoff()
     next_housekeeping = 0.0
+    next_sample = 0.0
     while not stop.is_set():
         try:
             published = relay.publish_batch()
@@ -226,20 +255,35 @@ def run_relay(
             log.warning("publishing failed (%s); retrying in %.1fs", error, delay)
             stop.wait(delay)
             continue
-        if published == relay.batch_size:
-            continue
-        if time.monotonic() >= next_housekeeping:
+        now = time.monotonic()
+        if now >= next_housekeeping:
             try:
                 _housekeeping(relay, retention)
             except SQLAlchemyError as error:
                 log.warning("outbox housekeeping failed: %s", error)
-            next_housekeeping = time.monotonic() + housekeeping_seconds
+            next_housekeeping = now + housekeeping_seconds
+            next_sample = now + OUTBOX_SAMPLE_SECONDS
+        elif now >= next_sample and relay.backlog_wanted:
+            next_sample = now + OUTBOX_SAMPLE_SECONDS
+            try:
+                with suppress_instrumentation():  # a span per sample of a gauge is noise
+                    relay.measure_backlog()
+            except SQLAlchemyError as error:
+                log.warning("measuring the outbox backlog failed: %s", error)
+        if published == relay.batch_size:
+            continue
         wait_for_commit(poll_seconds)
+
+
+def _publisher_of(topic_arns: Mapping[str, str]) -> str:
+    """The service that publishes to these (logical) topics, by the topology."""
+    publishers = {t.publisher for t in TOPOLOGY.topics if t.name in topic_arns and t.publisher}
+    return publishers.pop() if len(publishers) == 1 else "unknown"
 
 
 def _housekeeping(relay: OutboxRelay, retention: timedelta) -> None:
     purged = relay.purge_published(retention)
-    backlog = relay.backlog()
+    backlog = relay.measure_backlog()
     log.info(
         "outbox backlog %d (oldest %.1fs), purged %d published rows",
         backlog.size,
