@@ -12,12 +12,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from eventforge.common.v1.money_pb2 import Money
-from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
+from eventforge.orders.v1 import orders_pb2_grpc
 from eventforge.runtime.metrics import Metrics
 from eventforge.runtime.settings import Settings
 from eventforge.runtime.telemetry import configure_telemetry
 from tests.fixtures.emulator import TEST_PREFIX
+from tests.fixtures.orders import order_request, wait_confirmed
 from tests.fixtures.otlp import OtlpHttpMetricsReceiver, OtlpMetricsReceiver, ReceivedPoint
 from tests.fixtures.services import StartService
 
@@ -39,30 +39,11 @@ def create_order(address: str, key: str) -> str:
     with grpc.insecure_channel(address) as channel:
         stub = orders_pb2_grpc.OrdersServiceStub(channel)
         created = stub.CreateOrder(
-            orders_pb2.CreateOrderRequest(
-                idempotency_key=key,
-                customer_id="cust-metrics",
-                customer_email="metrics@example.com",
-                currency="USD",
-                payment_token="tok_success",
-                items=[
-                    orders_pb2.OrderLineRequest(
-                        sku="SKU-MUG-001",
-                        quantity=1,
-                        unit_price=Money(amount_minor=1299, currency="USD"),
-                    )
-                ],
-            ),
+            order_request(key, customer_id="cust-metrics", customer_email="metrics@example.com"),
             timeout=5,
         )
         order_id = created.order.order_id
-        deadline = time.monotonic() + 30
-        while (
-            stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=5).order.status
-            != orders_pb2.ORDER_STATUS_CONFIRMED
-        ):
-            assert time.monotonic() < deadline, "order never confirmed"
-            time.sleep(0.1)
+        wait_confirmed(stub, order_id)
     return order_id
 
 

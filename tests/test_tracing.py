@@ -13,12 +13,12 @@ from pathlib import Path
 import grpc
 import pytest
 
-from eventforge.common.v1.money_pb2 import Money
 from eventforge.notifier.v1 import notifier_pb2, notifier_pb2_grpc
-from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
+from eventforge.orders.v1 import orders_pb2_grpc
 from eventforge.runtime.telemetry import SpanRecord, read_span_file
 from eventforge.topology import TOPOLOGY
 from eventforge.trace_edges import EDGES, Edge, observed_edges
+from tests.fixtures.orders import order_request, wait_confirmed
 from tests.fixtures.otlp import OtlpReceiver
 from tests.fixtures.services import StartService
 
@@ -91,33 +91,12 @@ def test_one_trace_follows_an_order_across_every_hop(
     with grpc.insecure_channel(api.address) as channel:
         stub = orders_pb2_grpc.OrdersServiceStub(channel)
         created, call = stub.CreateOrder.with_call(
-            orders_pb2.CreateOrderRequest(
-                idempotency_key=request_id,
-                customer_id="cust-trace",
-                customer_email="trace@example.com",
-                currency="USD",
-                payment_token="tok_success",
-                items=[
-                    orders_pb2.OrderLineRequest(
-                        sku="SKU-MUG-001",
-                        quantity=1,
-                        unit_price=Money(amount_minor=1299, currency="USD"),
-                    )
-                ],
-            ),
+            order_request(request_id, customer_id="cust-trace", customer_email="trace@example.com"),
             metadata=(("x-request-id", request_id),),
             timeout=5,
         )
         assert dict(call.trailing_metadata() or ())["x-request-id"] == request_id
-        deadline = time.monotonic() + 30
-        while (
-            stub.GetOrder(
-                orders_pb2.GetOrderRequest(order_id=created.order.order_id), timeout=5
-            ).order.status
-            != orders_pb2.ORDER_STATUS_CONFIRMED
-        ):
-            assert time.monotonic() < deadline, "order never confirmed"
-            time.sleep(0.1)
+        wait_confirmed(stub, created.order.order_id)
     with grpc.insecure_channel(processes[("notifier", "api")].address) as channel:
         notifier = notifier_pb2_grpc.NotifierServiceStub(channel)
         deadline = time.monotonic() + 60

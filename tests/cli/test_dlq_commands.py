@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from eventforge.cli import main
-from eventforge.runtime import aws
 from eventforge.runtime.provision import ProvisionedTopology
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
+from tests.fixtures.emulator import queue_depth
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -31,11 +31,6 @@ def cli(aws_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     monkeypatch.setenv("EVENTFORGE_NAME_PREFIX", aws_settings.name_prefix)
     monkeypatch.setenv("EVENTFORGE_DATA_DIR", str(aws_settings.data_dir))
     return CliRunner()
-
-
-@pytest.fixture
-def sqs(aws_settings: Settings) -> SQSClient:
-    return aws.sqs(aws_settings)
 
 
 def _run(cli: CliRunner, *args: str, answer: str | None = None) -> Result:
@@ -75,17 +70,6 @@ def _dead_letters(sqs: SQSClient, url: str, count: int) -> list[str]:
         )["MessageId"]
         for n in range(count)
     ]
-
-
-def _counts(sqs: SQSClient, url: str) -> tuple[int, int]:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
 
 
 def _drain(sqs: SQSClient, url: str) -> list[MessageTypeDef]:
@@ -130,7 +114,7 @@ def test_queues_lists_every_queue_and_dlq_with_visible_counts(
     assert table["orders-orders"][3] == "-"  # no CloudWatch datapoints on the emulator
     assert table["files-uploads-dlq"][3] != "-"  # peeked
     assert "eventforge dlq show files-uploads" in result.output
-    assert _counts(sqs, queues["files-uploads"].dlq_url) == (3, 0)  # the peek hid nothing
+    assert queue_depth(sqs, queues["files-uploads"].dlq_url) == (3, 0)  # the peek hid nothing
 
     as_json = _run(cli, "queues", "--json")
 
@@ -164,13 +148,13 @@ def test_dlq_show_prints_messages_with_attributes_and_body_and_leaves_them(
     assert "body (not JSON)\n    not json at all" in output
     assert "receives   1" in output
     assert output.count("  sent       ") == 3
-    assert _counts(sqs, dlq_url) == (3, 0)  # still there, and visible at once
+    assert queue_depth(sqs, dlq_url) == (3, 0)  # still there, and visible at once
 
     limited = _run(cli, "dlq", "show", "orders-orders-dlq", "--max", "1")
 
     assert limited.exit_code == 0, limited.output
     assert limited.output.count("] message ") == 1
-    assert _counts(sqs, dlq_url) == (3, 0)
+    assert queue_depth(sqs, dlq_url) == (3, 0)
 
 
 def test_dlq_show_accepts_physical_names_and_reports_an_empty_dlq(
@@ -197,7 +181,7 @@ def test_dlq_redrive_by_id_moves_exactly_that_message_then_all_moves_the_rest(
     assert one.exit_code == 0, one.output
     assert "redriven 1/1" in one.output
     assert "redriven 1 message from notifier-orders-dlq to notifier-orders" in one.output
-    assert _counts(sqs, queue.dlq_url) == (2, 0)
+    assert queue_depth(sqs, queue.dlq_url) == (2, 0)
     [moved] = _drain(sqs, queue.url)
     assert moved["Body"] == _envelope(1)
     assert {name: value["StringValue"] for name, value in moved["MessageAttributes"].items()} == {
@@ -210,7 +194,7 @@ def test_dlq_redrive_by_id_moves_exactly_that_message_then_all_moves_the_rest(
 
     assert rest.exit_code == 0, rest.output
     assert "redriven 2/2" in rest.output
-    assert _counts(sqs, queue.dlq_url) == (0, 0)
+    assert queue_depth(sqs, queue.dlq_url) == (0, 0)
     moved_rest = _drain(sqs, queue.url)
     assert sorted(m["Body"] for m in moved_rest) == [_envelope(0), _envelope(2)]
     assert all(m["MessageAttributes"]["traceparent"]["StringValue"] for m in moved_rest)
@@ -227,7 +211,7 @@ def test_dlq_redrive_reports_unknown_ids_and_moves_only_the_known_ones(
     assert result.exit_code == 1
     assert "not found in files-orders-dlq: no-such-id" in result.output
     assert "redriven 1/2" in result.output
-    assert _counts(sqs, queue.dlq_url) == (1, 0)  # the other one is visible again
+    assert queue_depth(sqs, queue.dlq_url) == (1, 0)  # the other one is visible again
     assert [m["Body"] for m in _drain(sqs, queue.url)] == [_envelope(0)]
 
 
@@ -249,13 +233,13 @@ def test_dlq_purge_asks_first_and_keeps_messages_when_refused(
 
     assert refused.exit_code != 0
     assert "Permanently delete the ~2 messages of orders-orders-dlq" in refused.output
-    assert _counts(sqs, dlq_url) == (2, 0)
+    assert queue_depth(sqs, dlq_url) == (2, 0)
 
     purged = _run(cli, "dlq", "purge", "orders-orders", "--yes")
 
     assert purged.exit_code == 0, purged.output
     assert "purged orders-orders-dlq" in purged.output
-    assert _counts(sqs, dlq_url) == (0, 0)
+    assert queue_depth(sqs, dlq_url) == (0, 0)
 
 
 def test_dlq_purge_deletes_one_by_one_while_purge_queue_is_throttled(
@@ -269,7 +253,7 @@ def test_dlq_purge_deletes_one_by_one_while_purge_queue_is_throttled(
 
     assert again.exit_code == 0, again.output
     assert "deleted 3 messages of orders-orders-dlq one by one" in again.output
-    assert _counts(sqs, dlq_url) == (0, 0)
+    assert queue_depth(sqs, dlq_url) == (0, 0)
 
 
 @pytest.mark.parametrize(

@@ -22,18 +22,19 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from eventforge.cli.stack import roles_of
-from eventforge.common.v1.money_pb2 import Money
 from eventforge.dashboard.app import create_app
 from eventforge.dashboard.server import BackgroundServer
 from eventforge.events.v1 import events_pb2
 from eventforge.notifier.v1 import notifier_pb2, notifier_pb2_grpc
-from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
+from eventforge.orders.v1 import orders_pb2_grpc
 from eventforge.runtime import aws
 from eventforge.runtime.emulator import free_port
 from eventforge.runtime.messaging.envelope import encode, new_envelope
 from eventforge.runtime.settings import SERVICES, ServiceName, Settings
 from eventforge.topology import TOPOLOGY
 from tests.dashboard.conftest import ARTIFACTS, CHROMIUM
+from tests.fixtures.emulator import queue_depth
+from tests.fixtures.orders import order_request
 from tests.fixtures.services import ProcessGroup, ServiceProcess, stack_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser, pytest.mark.timeout(300)]
@@ -133,20 +134,7 @@ def _order_across_every_service(stack: Stack) -> tuple[str, str]:
     with grpc.insecure_channel(stack.settings.address_of("orders")) as channel:
         orders = orders_pb2_grpc.OrdersServiceStub(channel)
         order_id = orders.CreateOrder(
-            orders_pb2.CreateOrderRequest(
-                idempotency_key=request_id,
-                customer_id="cust-browser",
-                customer_email=email,
-                currency="USD",
-                payment_token="tok_success",
-                items=[
-                    orders_pb2.OrderLineRequest(
-                        sku="SKU-MUG-001",
-                        quantity=1,
-                        unit_price=Money(amount_minor=1299, currency="USD"),
-                    )
-                ],
-            ),
+            order_request(request_id, customer_id="cust-browser", customer_email=email),
             metadata=(("x-request-id", request_id),),
             timeout=5,
         ).order.order_id
@@ -283,14 +271,9 @@ def test_a_dead_letter_is_opened_and_redriven(stack: Stack, page: Page) -> None:
     _shoot(page, "dlq-redriven")
 
     deadline = time.monotonic() + 30
-    while True:  # the notifier's worker received it again and acknowledged it
-        attributes = sqs.get_queue_attributes(
-            QueueUrl=source_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
-        if all(value == "0" for value in attributes.values()):
-            break
-        assert time.monotonic() < deadline, attributes
+    # The notifier's worker received it again and acknowledged it.
+    while (depth := queue_depth(sqs, source_url)) != (0, 0):
+        assert time.monotonic() < deadline, depth
         time.sleep(0.5)
     page.goto(f"{stack.url}/queues")
     expect(page.locator('tr[data-queue="notifier-orders-dlq"] .depth')).to_have_text("0")

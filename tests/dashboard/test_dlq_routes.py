@@ -6,17 +6,23 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from eventforge.dashboard.app import create_app
 from eventforge.events.v1 import events_pb2
-from eventforge.runtime import aws
 from eventforge.runtime.messaging.envelope import encode, new_envelope
 from eventforge.runtime.provision import ProvisionedTopology
 from eventforge.runtime.settings import Settings
 from tests.dashboard.conftest import BASE_URL
+from tests.fixtures.emulator import queue_depth
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +41,18 @@ def _token(page: str) -> str:
     return found.group(1)
 
 
-def _counts(settings: Settings, url: str) -> tuple[int, int]:
-    attributes = aws.sqs(settings).get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
+def _post_form(
+    client: TestClient, path: str, *, follow_redirects: bool = True, **fields: str
+) -> httpx.Response:
+    """POST `fields` urlencoded, as the confirmation page's form sends them."""
+    response: httpx.Response = client.post(
+        path, content=urlencode(fields), headers=FORM, follow_redirects=follow_redirects
     )
+    return response
 
 
-def _dead_letter(settings: Settings, dlq_url: str, body: str = "not json at all") -> str:
-    reply = aws.sqs(settings).send_message(
+def _dead_letter(sqs: SQSClient, dlq_url: str, body: str = "not json at all") -> str:
+    reply = sqs.send_message(
         QueueUrl=dlq_url,
         MessageBody=body,
         MessageAttributes={"event_type": {"DataType": "String", "StringValue": "order.placed"}},
@@ -56,7 +61,7 @@ def _dead_letter(settings: Settings, dlq_url: str, body: str = "not json at all"
 
 
 def test_reading_pages_changes_nothing(
-    client: TestClient, aws_settings: Settings, provisioned: ProvisionedTopology
+    client: TestClient, sqs: SQSClient, provisioned: ProvisionedTopology
 ) -> None:
     queue = provisioned.queues["orders-orders"]
     envelope = new_envelope(
@@ -65,8 +70,8 @@ def test_reading_pages_changes_nothing(
         subject="ord-dead",
         request_id="req-dead",
     )
-    message_id = _dead_letter(aws_settings, queue.dlq_url, encode(envelope))
-    before = _counts(aws_settings, queue.dlq_url)
+    message_id = _dead_letter(sqs, queue.dlq_url, encode(envelope))
+    before = queue_depth(sqs, queue.dlq_url)
     assert before == (1, 0)
 
     queues = client.get("/api/queues").json()["queues"]
@@ -89,84 +94,66 @@ def test_reading_pages_changes_nothing(
     ):
         assert client.get(path).status_code == 200, path
     # GET never moves or deletes: the message is still there, visible again.
-    assert _counts(aws_settings, queue.dlq_url) == before
-    assert _counts(aws_settings, queue.url) == (0, 0)
+    assert queue_depth(sqs, queue.dlq_url) == before
+    assert queue_depth(sqs, queue.url) == (0, 0)
     assert client.get("/queues/no-such-queue/dlq").status_code == 404
 
 
 def test_redrive_needs_its_confirmation(
-    client: TestClient, aws_settings: Settings, provisioned: ProvisionedTopology
+    client: TestClient, sqs: SQSClient, provisioned: ProvisionedTopology
 ) -> None:
     queue = provisioned.queues["notifier-files"]
-    first = _dead_letter(aws_settings, queue.dlq_url)
-    second = _dead_letter(aws_settings, queue.dlq_url)
-    token = _token(client.get(f"/queues/notifier-files/dlq/redrive?id={first}").text)
+    redrive = "/queues/notifier-files/dlq/redrive"
+    first = _dead_letter(sqs, queue.dlq_url)
+    second = _dead_letter(sqs, queue.dlq_url)
+    token = _token(client.get(f"{redrive}?id={first}").text)
 
-    unconfirmed = client.post(
-        "/queues/notifier-files/dlq/redrive", content=f"token={token}&id={first}", headers=FORM
-    )
+    unconfirmed = _post_form(client, redrive, token=token, id=first)
     assert unconfirmed.status_code == 400
     assert "not confirmed" in unconfirmed.text
-    forged = client.post(
-        "/queues/notifier-files/dlq/redrive",
-        content=f"token=guess&confirm=notifier-files&id={first}",
-        headers=FORM,
-    )
+    forged = _post_form(client, redrive, token="guess", confirm="notifier-files", id=first)
     assert forged.status_code == 400
-    as_json = client.post("/queues/notifier-files/dlq/redrive", json={"confirm": "notifier-files"})
+    as_json = client.post(redrive, json={"confirm": "notifier-files"})
     assert as_json.status_code == 415
-    assert _counts(aws_settings, queue.dlq_url) == (2, 0)
+    assert queue_depth(sqs, queue.dlq_url) == (2, 0)
 
-    done = client.post(
-        "/queues/notifier-files/dlq/redrive",
-        content=f"token={token}&confirm=notifier-files&id={first}",
-        headers=FORM,
-        follow_redirects=False,
+    done = _post_form(
+        client, redrive, token=token, confirm="notifier-files", id=first, follow_redirects=False
     )
     assert done.status_code == 303
     assert done.headers["location"].startswith("/queues/notifier-files/dlq?redriven=1&failed=0")
-    assert _counts(aws_settings, queue.url) == (1, 0)
-    assert _counts(aws_settings, queue.dlq_url) == (1, 0)
+    assert queue_depth(sqs, queue.url) == (1, 0)
+    assert queue_depth(sqs, queue.dlq_url) == (1, 0)
     after = client.get(done.headers["location"]).text
     assert "Redriven 1 message to notifier-files" in after
     assert second in after
     assert first not in after
 
-    everything = client.post(
-        "/queues/notifier-files/dlq/redrive",
-        content=f"token={token}&confirm=notifier-files&all=true",
-        headers=FORM,
-    )
+    everything = _post_form(client, redrive, token=token, confirm="notifier-files", all="true")
     assert everything.status_code == 200
     assert 'id="dlq-empty"' in everything.text
-    assert _counts(aws_settings, queue.url) == (2, 0)
+    assert queue_depth(sqs, queue.url) == (2, 0)
 
 
 def test_purge_needs_the_queue_name_typed(
-    client: TestClient, aws_settings: Settings, provisioned: ProvisionedTopology
+    client: TestClient, sqs: SQSClient, provisioned: ProvisionedTopology
 ) -> None:
     queue = provisioned.queues["notifier-orders"]
+    purge = "/queues/notifier-orders/dlq/purge"
     for _ in range(3):
-        _dead_letter(aws_settings, queue.dlq_url)
-    page = client.get("/queues/notifier-orders/dlq/purge").text
+        _dead_letter(sqs, queue.dlq_url)
+    page = client.get(purge).text
     assert "about 3" in page
     token = _token(page)
-    wrong = client.post(
-        "/queues/notifier-orders/dlq/purge", content=f"token={token}&confirm=yes", headers=FORM
-    )
+    wrong = _post_form(client, purge, token=token, confirm="yes")
     assert wrong.status_code == 400
     assert "Not purged: type the queue" in wrong.text
-    assert _counts(aws_settings, queue.dlq_url) == (3, 0)
+    assert queue_depth(sqs, queue.dlq_url) == (3, 0)
 
-    done = client.post(
-        "/queues/notifier-orders/dlq/purge",
-        content=f"token={token}&confirm=notifier-orders",
-        headers=FORM,
-        follow_redirects=False,
-    )
+    done = _post_form(client, purge, token=token, confirm="notifier-orders", follow_redirects=False)
     assert done.status_code == 303
     assert "purged=3" in done.headers["location"]
     deadline = time.monotonic() + 10
-    while _counts(aws_settings, queue.dlq_url) != (0, 0):
+    while queue_depth(sqs, queue.dlq_url) != (0, 0):
         assert time.monotonic() < deadline, "purge did not empty the DLQ"
         time.sleep(0.2)

@@ -3,10 +3,6 @@ stops it with everything else."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,62 +10,21 @@ import httpx
 import pytest
 
 from eventforge.runtime.emulator import free_port
+from tests.fixtures.up import pids_with, port_variables, running_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-def _pids_with(marker: str) -> dict[int, dict[str, str]]:
-    """Processes whose environment holds the marker, with their environments."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            raw = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if marker.encode() in raw:
-            pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
-            found[int(entry.name)] = {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
-    return found
-
-
 def test_up_serves_the_dashboard_and_stops_it(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator", "dash")}
-    marker = f"EVENTFORGE_TEST_MARKER=dash-{tmp_path.name}"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AWS_", "DATABASE_URL", "OTEL_", "EVENTFORGE_"))
+    variables = {
+        **port_variables(ports),
+        "EVENTFORGE_DASHBOARD_ADDR": f"127.0.0.1:{ports['dash']}",
+        "OTEL_METRIC_EXPORT_INTERVAL": "1000",
     }
-    env.update(
-        {
-            "EVENTFORGE_DATA_DIR": str(tmp_path / "data"),
-            "EVENTFORGE_EMULATOR_PORT": str(ports["emulator"]),
-            "EVENTFORGE_ORDERS_ADDR": f"127.0.0.1:{ports['orders']}",
-            "EVENTFORGE_FILES_ADDR": f"127.0.0.1:{ports['files']}",
-            "EVENTFORGE_NOTIFIER_ADDR": f"127.0.0.1:{ports['notifier']}",
-            "EVENTFORGE_DASHBOARD_ADDR": f"127.0.0.1:{ports['dash']}",
-            "OTEL_METRIC_EXPORT_INTERVAL": "1000",
-            "EVENTFORGE_TEST_MARKER": f"dash-{tmp_path.name}",
-        }
-    )
     url = f"http://127.0.0.1:{ports['dash']}"
-    output = tmp_path / "up.out"
-    with output.open("wb") as out:
-        up = subprocess.Popen(
-            [sys.executable, "-m", "eventforge.cli", "up"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while "Ctrl-C stops everything" not in output.read_text():
-            assert up.poll() is None, output.read_text()
-            assert time.monotonic() < deadline, output.read_text()
-            time.sleep(0.2)
-        text = output.read_text()
+    with running_up(tmp_path, variables) as up:
+        text = up.output()
         assert f"dashboard         {url}\n" in text
         # It starts once the services serve: printed after them, before "ready".
         assert text.index("SERVING") < text.index("dashboard ") < text.index("ready in")
@@ -91,7 +46,7 @@ def test_up_serves_the_dashboard_and_stops_it(tmp_path: Path) -> None:
 
         services = [
             environ
-            for environ in _pids_with(marker).values()
+            for environ in pids_with(up.marker).values()
             if "EVENTFORGE_WORKER_WAIT_SECONDS" in environ
         ]
         assert services, "no child process of up found"
@@ -107,12 +62,9 @@ def test_up_serves_the_dashboard_and_stops_it(tmp_path: Path) -> None:
                 break
             assert time.monotonic() < deadline, f"metrics only from {exporters}"
             time.sleep(0.5)
-    finally:
-        stopping = time.monotonic()
-        up.send_signal(signal.SIGINT)
-        code = up.wait(timeout=30)
-    assert time.monotonic() - stopping < 15, "Ctrl-C should stop everything within seconds"
-    assert code == 0, output.read_text()
-    assert _pids_with(marker) == {}
+    assert up.stop_seconds is not None
+    assert up.stop_seconds < 15, "Ctrl-C should stop everything within seconds"
+    assert up.returncode == 0, up.output()
+    assert pids_with(up.marker) == {}
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/api/health", timeout=2)

@@ -23,7 +23,6 @@ from grpc_status import rpc_status
 from PIL import Image
 from pypdf import PdfReader
 
-from eventforge.common.v1.money_pb2 import Money
 from eventforge.events.v1 import events_pb2
 from eventforge.files.service_layer.handlers import expire_uploads
 from eventforge.files.service_layer.unit_of_work import SqlUnitOfWork
@@ -38,6 +37,7 @@ from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
 from tests.files import media
 from tests.files.fakes import sha256
+from tests.fixtures.orders import order_line, order_request
 from tests.fixtures.services import ProcessGroup
 
 if TYPE_CHECKING:
@@ -267,19 +267,11 @@ def test_notifications_of_other_keys_are_acknowledged(stack: Stack) -> None:
 
 def test_a_confirmed_order_gets_one_pdf_receipt(stack: Stack) -> None:
     created = stack.orders.CreateOrder(
-        orders_pb2.CreateOrderRequest(
-            idempotency_key=uuid.uuid4().hex,
+        order_request(
+            uuid.uuid4().hex,
             customer_id="cust-receipt",
             customer_email="ada@example.com",
-            currency="USD",
-            payment_token="tok_success",
-            items=[
-                orders_pb2.OrderLineRequest(
-                    sku="SKU-BOOK-001",
-                    quantity=2,
-                    unit_price=Money(amount_minor=2500, currency="USD"),
-                )
-            ],
+            items=[order_line("SKU-BOOK-001", quantity=2, amount_minor=2500)],
         ),
         timeout=5,
     ).order

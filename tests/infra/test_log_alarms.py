@@ -14,6 +14,7 @@ from eventforge.runtime.settings import SERVICES
 from infra.config import ConfigError, load_settings
 from tests.infra.conftest import STACKS, Deploy, configure_stack, stack_config
 from tests.infra.graph import ALARM, LOG_GROUP, LOG_METRIC_FILTER, TOPIC
+from tests.infra.log_metrics import count_alarm, count_transformation
 
 OUTBOX_PATTERN = "{ $.outbox_oldest_age_seconds >= 0 }"
 SAGA_PATTERN = '{ $.saga_outcome = "COMPENSATION_FAILED" }'
@@ -112,28 +113,16 @@ def test_a_compensation_failed_line_of_the_orders_api_or_worker_raises_one_alarm
             stack, prefix, "orders", ("api", "worker")
         )
         for metric_filter in filters:
-            assert metric_filter.inputs["metricTransformation"] == {
-                "name": "SagaCompensationFailed",
-                "namespace": f"EventForge/{prefix}",
-                "value": "1",
-                "unit": "Count",
-            }
+            assert metric_filter.inputs["metricTransformation"] == count_transformation(
+                prefix, "SagaCompensationFailed"
+            )
         alerts = cloud.by_state(TOPIC, "name", f"{prefix}-alerts").state["arn"]
         [alarm] = [
             a for a in cloud.of_type(ALARM) if a.inputs["metricName"] == "SagaCompensationFailed"
         ]
         assert alarm.inputs == {
             **alarm.inputs,
-            "name": f"{prefix}-orders-saga-compensation-failed",
-            "namespace": f"EventForge/{prefix}",
-            "statistic": "Sum",
-            "period": 300,
-            "evaluationPeriods": 1,
-            "threshold": 1,
-            "comparisonOperator": "GreaterThanOrEqualToThreshold",
-            "treatMissingData": "notBreaching",
-            "alarmActions": [alerts],
-            "okActions": [alerts],
+            **count_alarm(prefix, f"{prefix}-orders-saga-compensation-failed", alerts),
         }
 
     return deployment.settled(check)

@@ -32,6 +32,7 @@ from tests.infra.graph import (
     TOPIC_POLICY,
     statements,
 )
+from tests.infra.log_metrics import count_alarm, count_transformation
 
 MAIL = TOPOLOGY.mail_events
 assert MAIL is not None, "the topology declares mail events"
@@ -270,27 +271,14 @@ def test_emails_sent_again_are_counted_in_the_senders_logs_and_raise_an_alarm(
         assert metric_filter.inputs["logGroupName"] == log_group
         assert metric_filter.inputs["pattern"] == UNSETTLED_PATTERN
         # No default value: a data point only when an email is resent.
-        assert metric_filter.inputs["metricTransformation"] == {
-            "name": "EmailsUnsettled",
-            "namespace": f"EventForge/{prefix}",
-            "value": "1",
-            "unit": "Count",
-        }
+        assert metric_filter.inputs["metricTransformation"] == count_transformation(
+            prefix, "EmailsUnsettled"
+        )
         alerts = cloud.by_state(TOPIC, "name", f"{prefix}-alerts").state["arn"]
         [alarm] = [a for a in cloud.of_type(ALARM) if a.inputs["metricName"] == "EmailsUnsettled"]
         assert alarm.inputs == {
             **alarm.inputs,
-            "name": f"{prefix}-notifier-emails-unsettled",
-            "namespace": f"EventForge/{prefix}",
-            "metricName": "EmailsUnsettled",
-            "statistic": "Sum",
-            "period": 300,
-            "evaluationPeriods": 1,
-            "threshold": 1,
-            "comparisonOperator": "GreaterThanOrEqualToThreshold",
-            "treatMissingData": "notBreaching",
-            "alarmActions": [alerts],
-            "okActions": [alerts],
+            **count_alarm(prefix, f"{prefix}-notifier-emails-unsettled", alerts),
         }
         assert "dimensions" not in alarm.inputs
 

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from eventforge.common.v1.money_pb2 import Money
 from eventforge.events.v1 import events_pb2
 from eventforge.notifier.bootstrap import bootstrap
 from eventforge.notifier.entrypoints.api import SERVICE_NAME, NotifierServicer
@@ -39,6 +38,7 @@ from eventforge.runtime.messaging.envelope import decode, encode, new_envelope
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
 from tests.fixtures.emulator import ses_messages_to
+from tests.fixtures.orders import order_request
 from tests.fixtures.polling import eventually
 from tests.fixtures.services import ProcessGroup
 
@@ -216,20 +216,7 @@ def emails_to(stack: Stack, recipient: str) -> list[notifier_pb2.Notification]:
 def place_order(stack: Stack, customer: str) -> orders_pb2.Order:
     """A real order that the saga confirms (tok_success)."""
     return stack.orders.CreateOrder(
-        orders_pb2.CreateOrderRequest(
-            idempotency_key=uuid.uuid4().hex,
-            customer_id="cust-notifier",
-            customer_email=customer,
-            currency="USD",
-            payment_token="tok_success",
-            items=[
-                orders_pb2.OrderLineRequest(
-                    sku="SKU-MUG-001",
-                    quantity=1,
-                    unit_price=Money(amount_minor=1299, currency="USD"),
-                )
-            ],
-        ),
+        order_request(uuid.uuid4().hex, customer_id="cust-notifier", customer_email=customer),
         timeout=5,
     ).order
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from eventforge.common.v1.money_pb2 import Money
 from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
 from eventforge.runtime.db import create_service_engine
 from eventforge.runtime.settings import Settings
+from tests.fixtures.orders import order_line, order_request
 from tests.fixtures.services import ProcessGroup
 
 pytestmark = pytest.mark.integration
@@ -47,21 +47,24 @@ def db(stack_settings: Settings) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def request(token: str = "tok_success", **overrides: object) -> orders_pb2.CreateOrderRequest:
-    fields: dict[str, object] = {
-        "idempotency_key": uuid.uuid4().hex,
-        "customer_id": f"cust-{uuid.uuid4().hex[:8]}",
-        "customer_email": "ada@example.com",
-        "currency": "USD",
-        "payment_token": token,
-        "items": [
-            orders_pb2.OrderLineRequest(
-                sku="SKU-BOOK-001", quantity=2, unit_price=Money(amount_minor=2500, currency="USD")
-            )
-        ],
-    }
-    fields.update(overrides)
-    return orders_pb2.CreateOrderRequest(**fields)  # type: ignore[arg-type]
+def request(
+    token: str = "tok_success",
+    *,
+    customer_id: str | None = None,
+    currency: str = "USD",
+    items: Sequence[orders_pb2.OrderLineRequest] | None = None,
+) -> orders_pb2.CreateOrderRequest:
+    """Under a new key, by a new customer (or `customer_id`); by default two books (50.00 USD)."""
+    return order_request(
+        uuid.uuid4().hex,
+        customer_id=customer_id or f"cust-{uuid.uuid4().hex[:8]}",
+        customer_email="ada@example.com",
+        token=token,
+        currency=currency,
+        items=[order_line("SKU-BOOK-001", quantity=2, amount_minor=2500)]
+        if items is None
+        else items,
+    )
 
 
 def settle(
@@ -125,9 +128,7 @@ def test_each_payment_token_reaches_its_end_state(
 def test_out_of_stock_fails_and_releases_nothing(
     orders: orders_pb2_grpc.OrdersServiceStub, db: sa.Engine
 ) -> None:
-    scarce = orders_pb2.OrderLineRequest(
-        sku="SKU-LIMITED-001", quantity=4, unit_price=Money(amount_minor=9900, currency="USD")
-    )
+    scarce = order_line("SKU-LIMITED-001", quantity=4, amount_minor=9900)
     created = orders.CreateOrder(request(items=[scarce]), timeout=5).order
     order = settle(orders, created.order_id)
     assert order.status == Status.ORDER_STATUS_FAILED
@@ -214,11 +215,7 @@ def test_same_key_different_request_is_already_exists(
 def test_invalid_requests_get_field_violations(orders: orders_pb2_grpc.OrdersServiceStub) -> None:
     bad = request(
         currency="usd",
-        items=[
-            orders_pb2.OrderLineRequest(
-                sku="SKU-BOOK-001", quantity=0, unit_price=Money(amount_minor=0, currency="USD")
-            )
-        ],
+        items=[order_line("SKU-BOOK-001", quantity=0, amount_minor=0)],
     )
     with pytest.raises(grpc.RpcError) as raised:
         orders.CreateOrder(bad, timeout=5)

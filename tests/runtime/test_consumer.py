@@ -44,7 +44,7 @@ from eventforge.runtime.migrations import upgrade
 from eventforge.runtime.provision import ProvisionedTopology
 from eventforge.runtime.settings import ServiceName, Settings
 from eventforge.runtime.telemetry import configure_telemetry, read_span_file
-from tests.fixtures.emulator import TEST_PREFIX, TEST_REGION
+from tests.fixtures.emulator import TEST_PREFIX, TEST_REGION, queue_depth
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -92,11 +92,6 @@ def engine(module_engine: sa.Engine) -> Iterator[sa.Engine]:
     _clean(module_engine)
     yield module_engine
     _clean(module_engine)
-
-
-@pytest.fixture
-def sqs(aws_settings: Settings) -> SQSClient:
-    return aws.sqs(aws_settings)
 
 
 @pytest.fixture
@@ -194,17 +189,6 @@ def poll_until(
         assert time.monotonic() < deadline, f"gave up polling: {total}"
         total += consumer.poll_once()
     return total
-
-
-def depth(sqs: SQSClient, url: str) -> tuple[int, int]:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return (
-        int(attributes["ApproximateNumberOfMessages"]),
-        int(attributes["ApproximateNumberOfMessagesNotVisible"]),
-    )
 
 
 def effect_notes(engine: sa.Engine) -> list[str]:
@@ -335,7 +319,7 @@ def test_a_duplicate_delivery_is_handled_once_and_both_are_deleted(
         HANDLER,
         "order.placed",
     )
-    assert depth(sqs, queue.url) == (0, 0)
+    assert queue_depth(sqs, queue.url) == (0, 0)
 
 
 @pytest.mark.integration
@@ -377,7 +361,7 @@ def test_an_event_without_handler_and_the_s3_test_event_are_acknowledged(
     assert [r.outcome for r in total.results] == [Outcome.IGNORED, Outcome.IGNORED]
     assert recorder.calls == []
     assert inbox_rows(engine) == []
-    assert depth(sqs, queue.url) == (0, 0)
+    assert queue_depth(sqs, queue.url) == (0, 0)
 
 
 @pytest.mark.integration
@@ -397,7 +381,7 @@ def test_a_poison_message_goes_to_the_dlq_while_its_batch_is_handled(
     worker = threading.Thread(target=consumer.run, args=(stop,))
     worker.start()
     try:
-        wait_for(lambda: depth(sqs, dlq_url)[0] == 2, timeout=30)
+        wait_for(lambda: queue_depth(sqs, dlq_url)[0] == 2, timeout=30)
         assert worker.is_alive()
     finally:
         stop.set()
@@ -409,7 +393,7 @@ def test_a_poison_message_goes_to_the_dlq_while_its_batch_is_handled(
     dead = sqs.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     assert "this is not JSON" in [m["Body"] for m in dead["Messages"]]
     assert garbage_id in [m["MessageId"] for m in dead["Messages"]]
-    assert depth(sqs, queue.url) == (0, 0)
+    assert queue_depth(sqs, queue.url) == (0, 0)
 
 
 @pytest.mark.integration
@@ -451,7 +435,7 @@ def test_a_failed_handler_leaves_nothing_behind_and_the_redelivery_does_the_work
     assert [r.outcome for r in second.results] == [Outcome.PROCESSED]
     assert effect_notes(engine) == ["o-retry"]
     assert len(inbox_rows(engine)) == 1
-    assert depth(sqs, queue.url) == (0, 0)
+    assert queue_depth(sqs, queue.url) == (0, 0)
 
 
 @pytest.mark.integration
@@ -492,8 +476,8 @@ def test_nothing_more_is_received_while_the_database_is_unreachable(
         worker.join(timeout=10)
 
     assert [m.receive_count for m in recorder.calls] == [1, 2]
-    assert depth(sqs, queue.url) == (0, 0)
-    assert depth(sqs, provisioned.queues["notifier-orders"].dlq_url) == (0, 0)
+    assert queue_depth(sqs, queue.url) == (0, 0)
+    assert queue_depth(sqs, provisioned.queues["notifier-orders"].dlq_url) == (0, 0)
 
 
 @pytest.mark.integration
@@ -521,7 +505,7 @@ def test_a_slow_handler_keeps_its_message_hidden_until_it_is_done(
     assert [r.outcome for r in results[0].results] == [Outcome.PROCESSED]
     assert len(results[0].deleted) == 1
     assert len(recorder.calls) == 1
-    assert depth(sqs, queue.url) == (0, 0)
+    assert queue_depth(sqs, queue.url) == (0, 0)
 
 
 @pytest.mark.integration
@@ -609,7 +593,7 @@ def test_stopping_lets_the_running_handler_finish_and_acknowledge(
     assert not worker.is_alive()
     assert recorder.finished.is_set()
     assert effect_notes(engine) == ["o-stop"]
-    assert depth(sqs, queue.url) == (0, 0)
+    assert queue_depth(sqs, queue.url) == (0, 0)
 
 
 @pytest.mark.integration
@@ -627,7 +611,9 @@ def test_an_s3_upload_reaches_its_handler_with_the_decoded_key(
     consumer = make_consumer(sqs, uploads, engine, recorder.registry(S3_OBJECT_CREATED))
 
     # The S3 test event sent when notifications were configured comes first, acknowledged.
-    poll_until(consumer, lambda _t: bool(recorder.calls) and depth(sqs, uploads.url) == (0, 0))
+    poll_until(
+        consumer, lambda _t: bool(recorder.calls) and queue_depth(sqs, uploads.url) == (0, 0)
+    )
 
     assert effect_notes(engine) == ["incoming/my file(1).png"]
     [row] = inbox_rows(engine)

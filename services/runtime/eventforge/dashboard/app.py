@@ -33,6 +33,7 @@ from eventforge.dashboard.sources import Sources
 from eventforge.dashboard.spans import SpanStore, short_service
 from eventforge.dashboard.views import (
     SERVICE_COLOURS,
+    TraceView,
     format_ms,
     request_waterfall,
     service_colour,
@@ -143,33 +144,31 @@ def create_app(
             span_file=spans.path,
         )
 
-    @app.get("/requests/{request_id:path}", response_class=HTMLResponse)
-    def request_page(request: Request, request_id: str) -> HTMLResponse:
-        records = spans.index().request_records(request_id)
-        views = request_waterfall(records, request_id) if records else []
+    def waterfall_page(
+        request: Request, views: list[TraceView], title: str, request_id: str | None
+    ) -> HTMLResponse:
+        """The waterfall of the spans found; 404 when there are none."""
         return page(
             request,
             "waterfall.html",
             status_code=200 if views else 404,
-            title=f"request {request_id}",
+            title=title,
             request_id=request_id,
             views=views,
             details=span_details(views),
         )
 
+    @app.get("/requests/{request_id:path}", response_class=HTMLResponse)
+    def request_page(request: Request, request_id: str) -> HTMLResponse:
+        records = spans.index().request_records(request_id)
+        views = request_waterfall(records, request_id) if records else []
+        return waterfall_page(request, views, f"request {request_id}", request_id)
+
     @app.get("/traces/{trace_id}", response_class=HTMLResponse)
     def trace_page(request: Request, trace_id: str) -> HTMLResponse:
         records = spans.index().trace_records(trace_id)
         views = trace_waterfall(records) if records else []
-        return page(
-            request,
-            "waterfall.html",
-            status_code=200 if views else 404,
-            title=f"trace {trace_id}",
-            request_id=None,
-            views=views,
-            details=span_details(views),
-        )
+        return waterfall_page(request, views, f"trace {trace_id}", None)
 
     @app.get("/map", response_class=HTMLResponse)
     def map_page(request: Request) -> HTMLResponse:
