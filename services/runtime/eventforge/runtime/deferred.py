@@ -63,7 +63,7 @@ def request_id_of(cause: Mapping[str, str]) -> str | None:
     return str(value) if value else None
 
 
-def cause_request(cause: Mapping[str, str]) -> AbstractContextManager[None]:
+def _cause_request(cause: Mapping[str, str]) -> AbstractContextManager[None]:
     """Make the cause's request id current (no span), e.g. while recording an outcome that a
     provider's event reported: what the block publishes carries it."""
     request_id = request_id_of(cause)
@@ -99,7 +99,7 @@ def resumed(
     token = otel_context.attach(parent)
     try:
         with (
-            cause_request(cause),
+            _cause_request(cause),
             tracer.start_as_current_span(
                 name, kind=kind, attributes=span_attributes, links=links
             ) as span,

@@ -53,7 +53,7 @@ from importlib import metadata
 
 import grpc
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 METER_NAME = "eventforge"
 
@@ -88,6 +88,15 @@ SQS = "aws_sqs"
 _RPC_CACHE_LIMIT = 4096
 
 Attributes = Mapping[str, str | int]
+
+
+def _gauge(meter: Meter, name: str, *, unit: str, description: str) -> Latest:
+    """An observable gauge reporting the latest values set on what it returns."""
+    latest = Latest()
+    meter.create_observable_gauge(
+        name, callbacks=[latest.observe], unit=unit, description=description
+    )
+    return latest
 
 
 class Latest:
@@ -150,32 +159,28 @@ class Metrics:
             description="Messages that failed on their last receive: the queue's redrive "
             "policy moves them to its DLQ.",
         )
-        self.queue_depth = Latest()
-        meter.create_observable_gauge(
+        self.queue_depth = _gauge(
+            meter,
             "eventforge.queue.depth",
-            callbacks=[self.queue_depth.observe],
             unit="{message}",
             description="Messages in a consumed queue (visible, in flight, delayed), as its "
             "worker last sampled them.",
         )
-        self.queue_oldest_age = Latest()
-        meter.create_observable_gauge(
+        self.queue_oldest_age = _gauge(
+            meter,
             "eventforge.queue.oldest_age",
-            callbacks=[self.queue_oldest_age.observe],
             unit="s",
             description="Age of the oldest message of the latest receive from a queue.",
         )
-        self.outbox_backlog = Latest()
-        meter.create_observable_gauge(
+        self.outbox_backlog = _gauge(
+            meter,
             "eventforge.outbox.backlog",
-            callbacks=[self.outbox_backlog.observe],
             unit="{row}",
             description="Outbox rows not published yet.",
         )
-        self.outbox_oldest_age = Latest()
-        meter.create_observable_gauge(
+        self.outbox_oldest_age = _gauge(
+            meter,
             "eventforge.outbox.oldest_age",
-            callbacks=[self.outbox_oldest_age.observe],
             unit="s",
             description="Age of the oldest outbox row not published yet (0 when none).",
         )

@@ -81,6 +81,9 @@ from eventforge.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
+METRICS_SHUTDOWN_MILLIS = 3_000
+"""At most this long for the last metrics export when a process stops."""
+
 
 class SpanStatus(TypedDict):
     code: str
@@ -255,10 +258,6 @@ class Telemetry:
         # Bounded: with its endpoint gone, the exporter would retry for its whole timeout and
         # hold the process past its stop grace; the last export is then given up.
         self.meter_provider.shutdown(timeout_millis=METRICS_SHUTDOWN_MILLIS)
-
-
-METRICS_SHUTDOWN_MILLIS = 3_000
-"""At most this long for the last metrics export when a process stops."""
 
 
 def configure_telemetry(
