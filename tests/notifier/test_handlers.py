@@ -136,7 +136,7 @@ def make_due(uow: FakeUnitOfWork) -> None:
 
 def test_registration_returns_the_endpoint_and_a_secret() -> None:
     uow = FakeUnitOfWork()
-    webhook = register(uow, types=("order.failed", "order.confirmed", "order.failed"))
+    webhook = register(uow, types=("order.failed", "order.confirmed"))
     assert webhook.secret.startswith("whsec_")
     assert len(webhook.secret) >= 6 + 43
     assert webhook.event_types == ("order.confirmed", "order.failed")
@@ -191,6 +191,20 @@ def test_registration_checks_event_types_and_description() -> None:
             allowed_hosts=frozenset(),
         )
     assert raised.value.violations[0].field == "description"
+
+
+def test_registration_refuses_repeated_event_types_once_per_repetition() -> None:
+    bad = violations(
+        "https://hooks.example.com/",
+        FakeResolver(PUBLIC),
+        types=("order.failed", "order.shipped", "order.failed", "order.shipped", "order.failed"),
+    )
+    assert bad == {
+        "event_types[1]": "'order.shipped' is not an event type of the catalog",
+        "event_types[2]": "appears twice",
+        "event_types[3]": "appears twice",
+        "event_types[4]": "appears twice",
+    }
 
 
 def test_the_allow_list_admits_http_and_loopback_for_its_hosts_only() -> None:

@@ -88,8 +88,13 @@ def test_a_valid_order_is_pending_with_one_order_placed() -> None:
         ),
         ({"currency": "usd"}, "currency", "ISO 4217"),
         ({"customer_email": "not-an-email"}, "customer_email", "email"),
-        ({"idempotency_key": ""}, "idempotency_key", "1-128"),
-        ({"payment_token": "has space"}, "payment_token", "1-128"),
+        ({"idempotency_key": ""}, "idempotency_key", "1-128 printable ASCII characters, no spaces"),
+        ({"customer_id": "café"}, "customer_id", "printable ASCII"),
+        (
+            {"payment_token": "has space"},
+            "payment_token",
+            "1-128 printable ASCII characters, no spaces",
+        ),
         (
             {"lines": tuple(RequestedLine("SKU-BOOK-001", 1, 2500, "USD") for _ in range(2))},
             "items[1].sku",

@@ -24,12 +24,12 @@ from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from sqlalchemy import create_engine, text
 
 from eventforge.runtime.context import current_request_id, request_context
+from eventforge.runtime.grpc.interceptor import CallInterceptor
 from eventforge.runtime.settings import Settings
 from eventforge.runtime.telemetry import (
     SpanRecord,
     Telemetry,
     configure_telemetry,
-    grpc_server_interceptor,
     instrument_channel,
     instrument_engine,
     read_span_file,
@@ -271,7 +271,7 @@ def test_a_grpc_call_links_client_and_server_spans_and_carries_the_request_id(
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=2),
-        interceptors=[grpc_server_interceptor(tracer_provider=telemetry.provider)],
+        interceptors=[CallInterceptor(tracer_provider=telemetry.provider)],
     )
     handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(echo)
     server.add_generic_rpc_handlers(

@@ -52,7 +52,7 @@ from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.environment_variables import OTEL_PROPAGATORS
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
-from opentelemetry.instrumentation.grpc import client_interceptor, server_interceptor
+from opentelemetry.instrumentation.grpc import client_interceptor
 from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.processor.baggage import BaggageSpanProcessor
@@ -399,14 +399,6 @@ def instrument_engine(
             tracer_provider=tracer_provider,
             enable_commenter=False,
         )
-
-
-def grpc_server_interceptor(
-    *, tracer_provider: trace.TracerProvider | None = None
-) -> grpc.ServerInterceptor:
-    """The OpenTelemetry server interceptor; put it first so its span encloses the others."""
-    interceptor: grpc.ServerInterceptor = server_interceptor(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
-    return interceptor
 
 
 def grpc_client_interceptor(*, tracer_provider: trace.TracerProvider | None = None) -> Any:

@@ -297,7 +297,7 @@ class RegisterWebhookRequest(_message.Message):
     description: _builtins.str
     @_builtins.property
     def event_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """At least one; each an event type of the catalogue."""
+        """At least one, at most 32; each an event type of the catalogue, named once."""
 
     def __init__(
         self,

@@ -165,7 +165,7 @@ class CreateOrderRequest(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     PAYMENT_TOKEN_FIELD_NUMBER: _builtins.int
     idempotency_key: _builtins.str
-    """Client-chosen key (1–128 characters) that makes retries safe."""
+    """Client-chosen key (1–128 printable ASCII characters, no spaces) that makes retries safe."""
     customer_id: _builtins.str
     customer_email: _builtins.str
     currency: _builtins.str

@@ -86,15 +86,19 @@ def _check_event_types(violations: Violations, requested: Sequence[str]) -> tupl
         "event_types",
         f"must name at most {MAX_EVENT_TYPES} event types",
     )
+    seen: set[str] = set()
     for index, event_type in enumerate(requested[:MAX_EVENT_TYPES]):
         field = f"event_types[{index}]"
-        if event_type not in catalog:
+        if event_type in seen:
+            violations.add(field, "appears twice")
+        elif event_type not in catalog:
             violations.add(field, f"{event_type!r} is not an event type of the catalog")
         elif event_type not in deliverable:
             violations.add(
                 field,
                 f"{event_type!r} is not delivered to webhooks; one of: {', '.join(deliverable)}",
             )
+        seen.add(event_type)
     return tuple(sorted(set(requested)))
 
 

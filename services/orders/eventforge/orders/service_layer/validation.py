@@ -22,7 +22,9 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 def check_identifier(violations: Violations, field: str, value: str) -> None:
     """Printable ASCII without spaces, 1-128 characters."""
-    violations.check(bool(_ID.match(value)), field, "must be 1-128 printable characters, no spaces")
+    violations.check(
+        bool(_ID.match(value)), field, "must be 1-128 printable ASCII characters, no spaces"
+    )
 
 
 def is_sku(value: str) -> bool:

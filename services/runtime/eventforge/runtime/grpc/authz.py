@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 import grpc
 
 from eventforge.runtime import errors
-from eventforge.runtime.grpc.handlers import Behaviour
-from eventforge.runtime.grpc.interceptors import Interceptor
 from eventforge.runtime.grpc.tls import peer_identity
 
 log = logging.getLogger("eventforge.authz")
@@ -53,20 +50,13 @@ def allowed(method: str, identity: str | None, clients: frozenset[str]) -> bool:
     return identity in names or (CLIENTS in names and identity in clients)
 
 
-class AuthorizationInterceptor(Interceptor):
+class Authorization:
     """PERMISSION_DENIED (and a log line) for a peer the policy does not allow."""
 
     def __init__(self, clients: frozenset[str]) -> None:
         self.clients = clients
 
-    def around(
-        self,
-        method: str,
-        metadata: dict[str, Any],
-        behaviour: Behaviour,
-        request: Any,
-        context: grpc.ServicerContext,
-    ) -> Any:
+    def __call__(self, method: str, context: grpc.ServicerContext) -> None:
         identity = peer_identity(context)
         if not allowed(method, identity, self.clients):
             log.warning(
@@ -76,4 +66,3 @@ class AuthorizationInterceptor(Interceptor):
                 extra={"peer_identity": identity, "grpc_method": method, "peer": context.peer()},
             )
             raise errors.PermissionDenied(f"{identity or 'anonymous'} may not call {method}")
-        return behaviour(request, context)

@@ -12,18 +12,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from eventforge.runtime.grpc.authz import AuthorizationInterceptor
+from eventforge.runtime.grpc.authz import Authorization
 from eventforge.runtime.grpc.health_http import HealthHttpServer, HealthStatus
-from eventforge.runtime.grpc.interceptors import (
-    AccessLogInterceptor,
-    DeadlineInterceptor,
-    ErrorMappingInterceptor,
-    RequestIdInterceptor,
-)
+from eventforge.runtime.grpc.interceptor import CallInterceptor
 from eventforge.runtime.grpc.tls import Identity
 from eventforge.runtime.metrics import Metrics
 from eventforge.runtime.settings import Settings
-from eventforge.runtime.telemetry import grpc_server_interceptor
 
 log = logging.getLogger("eventforge.grpc")
 
@@ -123,18 +117,10 @@ def start_server(
     is logged and timed into `rpc.server.duration` (`metrics`, by default the process's).
     """
     tls = Identity.configured(settings, identity)
-    interceptors: list[grpc.ServerInterceptor] = [
-        grpc_server_interceptor(),
-        RequestIdInterceptor(),
-        AccessLogInterceptor(metrics),
-        ErrorMappingInterceptor(),
-        DeadlineInterceptor(),
-    ]
-    if tls is not None:
-        interceptors.append(AuthorizationInterceptor(settings.api_clients))
+    authorize = None if tls is None else Authorization(settings.api_clients)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_max_workers),
-        interceptors=interceptors,
+        interceptors=[CallInterceptor(authorize=authorize, metrics=metrics)],
         options=server_options(settings),
     )
     register(server)
