@@ -74,6 +74,15 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / CLOCK_TICKS
 
 
+def postgres_pids() -> list[int]:
+    """The PostgreSQL server's processes on this machine (postmaster and backends)."""
+    return [
+        int(entry.name)
+        for entry in PROC.iterdir()
+        if entry.name.isdigit() and command_line(int(entry.name)).startswith("postgres")
+    ]
+
+
 @dataclass(frozen=True)
 class ProcessMemory:
     pid: int

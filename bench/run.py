@@ -39,7 +39,7 @@ from typing import Any
 from bench import messaging, procs, report
 from bench.environment import ADMIN_URL, in_process_settings
 from bench.stack import NoopServer, Stack
-from eventforge.cli.load import LatencySummary, LoadResult, LoadSpec, run_load
+from eventforge.cli.load import LatencySummary, LoadResult, LoadSpec, Operation, run_load
 from harness.workspace import Workspace, workspace
 
 HERE = Path(__file__).resolve().parent
@@ -67,6 +67,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every benchmark")
     parser.add_argument("--concurrency", type=int, default=16, help="calls in flight")
     parser.add_argument("--client", choices=("aio", "sync"), default="aio")
+    parser.add_argument(
+        "--connections", type=int, default=4, help="client connections the calls spread over"
+    )
     parser.add_argument("--load-seconds", type=float, default=8.0, help="per load round")
     parser.add_argument("--load-warmup", type=float, default=2.0, help="unmeasured start")
     parser.add_argument(
@@ -203,19 +206,28 @@ def stack_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> None
             stack.stop()
         noop.stop()
     spans = ws.root / "stack" / "spans.jsonl"
+    out.figures["create_order_spans_per_call"] = _spans_per_call(spans, "/CreateOrder")
+    out.figures["get_order_spans_per_call"] = _spans_per_call(spans, "/GetOrder")
     out.figures["stack_span_file_mb"] = (
         round(spans.stat().st_size / 2**20, 1) if spans.exists() else 0
     )
 
 
-def _spec(target: str, args: argparse.Namespace, seconds: float, warmup: float) -> LoadSpec:
+def _spec(
+    target: str,
+    args: argparse.Namespace,
+    seconds: float,
+    warmup: float,
+    mix: dict[Operation, int] | None = None,
+) -> LoadSpec:
     return LoadSpec(
         target=target,
-        mix={"create": 1},
+        mix=mix or {"create": 1},
         concurrency=args.concurrency,
         duration=seconds,
         warmup=warmup,
         client=args.client,
+        connections=args.connections,
     )
 
 
@@ -228,27 +240,84 @@ def _load(stack: Stack, noop: NoopServer, args: argparse.Namespace, out: Collect
     run_load(_spec(stack.orders_addr, args, 1.5, 0.5))
     noop_all: list[float] = []
     create_all: list[float] = []
+    get_all: list[float] = []
     errors = 0
     for n in range(args.rounds):
         # The stack's worker and relay lag behind the orders just placed (the emulator is
         # their bottleneck); frozen, they cannot take CPU from the baseline.
         with procs.frozen(stack.pids()) as stopped:
             base = run_load(_spec(noop.address, args, args.load_seconds, args.load_warmup))
-        subject = run_load(_spec(stack.orders_addr, args, args.load_seconds, args.load_warmup))
+        with _CpuPerCall(stack) as cpu:
+            subject = run_load(_spec(stack.orders_addr, args, args.load_seconds, args.load_warmup))
+        cpu.per_call(out, subject, args.load_seconds)
         if n == args.rounds - 1:
             memory = stack.memory()
             out.figures["stack_processes"] = [vars(p) for p in memory]
             out.figures["stack_rss_mb"] = round(sum(p.rss_mb for p in memory), 1)
-        _record_load(out, n, args, base, subject, len(stopped))
+        reads = run_load(
+            _spec(stack.orders_addr, args, args.load_seconds, args.load_warmup, {"get": 1})
+        )
+        _record_load(out, n, args, base, subject, reads, len(stopped))
         noop_all += base.all_latencies
         create_all += subject.all_latencies
-        errors += subject.error_count + base.error_count
+        get_all += reads.all_latencies
+        errors += subject.error_count + base.error_count + reads.error_count
     out.figures["load_errors"] = errors
     out.figures["stack_backlog_after_load"] = stack.backlog()
     out.series[f"gRPC unary latency, {args.concurrency} in flight, client {args.client}"] = [
         report.Series("bare grpcio no-op server", noop_all),
         report.Series("CreateOrder (whole stack, PostgreSQL, tracing)", create_all),
+        report.Series("GetOrder (whole stack, PostgreSQL, tracing)", get_all),
     ]
+
+
+class _CpuPerCall:
+    """CPU seconds of the orders API process(es) and of PostgreSQL over a load round."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.api = stack.pids_named("orders-api")
+        self.postgres = procs.postgres_pids()
+
+    def __enter__(self) -> _CpuPerCall:
+        self.before = procs.cpu_seconds(self.api), procs.cpu_seconds(self.postgres)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.after = procs.cpu_seconds(self.api), procs.cpu_seconds(self.postgres)
+
+    def per_call(self, out: Collected, result: LoadResult, seconds: float) -> None:
+        """Milliseconds per call; the round's calls are its QPS times its whole length."""
+        calls = result.qps * seconds
+        if calls <= 0:
+            return
+        api, postgres = (
+            1000 * (a - b) / calls for a, b in zip(self.after, self.before, strict=True)
+        )
+        out.round("create_order_cpu_ms_api", api)
+        out.round("create_order_cpu_ms_postgres", postgres)
+
+
+def _spans_per_call(spans_path: Path, method: str) -> float | None:
+    """Spans within each `method` server span (same trace, inside its time), on average."""
+    from eventforge.runtime.telemetry import read_span_file
+
+    if not spans_path.exists():
+        return None
+    records = read_span_file(spans_path)
+    servers = [r for r in records if r["kind"] == "SERVER" and r["name"].endswith(method)]
+    if not servers:
+        return None
+    by_trace: dict[str, list[Any]] = {}
+    for record in records:
+        by_trace.setdefault(record["trace_id"], []).append(record)
+    inside = sum(
+        1
+        for server in servers
+        for record in by_trace[server["trace_id"]]
+        if server["start_unix_nano"] <= record["start_unix_nano"]
+        and record["end_unix_nano"] <= server["end_unix_nano"]
+    )
+    return round(inside / len(servers), 2)
 
 
 def _record_load(
@@ -257,11 +326,16 @@ def _record_load(
     args: argparse.Namespace,
     base: LoadResult,
     subject: LoadResult,
+    reads: LoadResult,
     frozen: int,
 ) -> None:
     b = LatencySummary.of(base.all_latencies)
     s = LatencySummary.of(subject.all_latencies)
     ratio = subject.qps / base.qps if base.qps else float("nan")
+    get_ratio = reads.qps / base.qps if base.qps else float("nan")
+    out.round("get_order_qps", reads.qps)
+    out.round("get_order_p99_ms", LatencySummary.of(reads.all_latencies).p99)
+    out.round("get_order_qps_ratio", get_ratio)
     out.round("noop_qps", base.qps)
     out.round("noop_p50_ms", b.p50)
     out.round("noop_p99_ms", b.p99)
@@ -273,7 +347,10 @@ def _record_load(
     log(
         f"load     round {n + 1}/{args.rounds}: no-op {base.qps:7.1f} QPS p99 {b.p99:6.2f} ms  "
         f"CreateOrder {subject.qps:7.1f} QPS p50 {s.p50:6.2f} ms p99 {s.p99:6.2f} ms  "
-        f"ratio {ratio:.3f}  errors {subject.error_count}  ({frozen} stack processes "
+        f"ratio {ratio:.3f}  errors {subject.error_count}  GetOrder {reads.qps:7.1f} QPS "
+        f"ratio {get_ratio:.3f}  CPU per CreateOrder: API "
+        f"{out.rounds['create_order_cpu_ms_api'][-1]:.2f} ms, PostgreSQL "
+        f"{out.rounds['create_order_cpu_ms_postgres'][-1]:.2f} ms  ({frozen} stack processes "
         "frozen during the baseline)"
     )
 
@@ -288,6 +365,11 @@ _PER_ROUND = (
     "create_order_p50_ms",
     "create_order_p99_ms",
     "create_order_qps_ratio",
+    "create_order_cpu_ms_api",
+    "create_order_cpu_ms_postgres",
+    "get_order_qps",
+    "get_order_p99_ms",
+    "get_order_qps_ratio",
     "boto3_publish_events_per_s",
     "relay_events_per_s",
     "relay_publish_ratio",
@@ -315,6 +397,7 @@ def summarise(out: Collected, args: argparse.Namespace, started: float) -> dict[
         "rounds": args.rounds,
         "concurrency": args.concurrency,
         "client": args.client,
+        "connections": args.connections,
         "load_seconds": args.load_seconds,
         "load_warmup_seconds": args.load_warmup,
         "relay_events": args.relay_events,
@@ -360,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{os.cpu_count()} CPUs, medians of {args.rounds} rounds in results.json",
         )
     print(report.render_table(document))
+    print(report.render_costs(document))
     print(f"\nresults {args.output}\nchart   {args.chart}\nrun     {document['run_seconds']}s")
     return 0
 

@@ -105,6 +105,10 @@ class Stack:
             return []
         return procs.descendants(self.process.pid)
 
+    def pids_named(self, name: str) -> list[int]:
+        """The stack's processes whose short name is `name` (e.g. "orders-api")."""
+        return [pid for pid in self.pids() if _short_name(procs.command_line(pid)) == name]
+
     def memory(self) -> list[procs.ProcessMemory]:
         if self.process is None:
             return []

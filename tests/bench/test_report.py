@@ -16,7 +16,12 @@ from bench.run import Collected, parse_args, summarise
 
 SYNTHETIC: dict[str, Any] = {
     "create_order_qps_ratio": 0.42,
-    "create_order_p99_ms": 31.5,
+    "create_order_p99_ms": 45.5,
+    "get_order_qps_ratio": 0.35,
+    "get_order_qps": 1050.0,
+    "create_order_cpu_ms_api": 3.25,
+    "create_order_cpu_ms_postgres": 1.1,
+    "create_order_spans_per_call": 2.0,
     "relay_publish_ratio": 0.93,
     "e2e_p50_ratio": float("nan"),
     "consumer_ratio": 0.81,
@@ -37,6 +42,7 @@ def test_goals_are_evaluated_in_their_direction() -> None:
     goals = report.evaluate(SYNTHETIC)
     assert goals["create_order_qps_ratio"]["met"] is True
     assert goals["create_order_p99_ms"]["met"] is False
+    assert goals["get_order_qps_ratio"]["met"] is False
     assert goals["relay_publish_ratio"]["met"] is True
     assert goals["e2e_p50_ratio"]["met"] is None  # not measured
     assert goals["consumer_ratio"]["met"] is False
@@ -63,6 +69,12 @@ def test_results_document_table_and_file(tmp_path: Path) -> None:
     assert "0.4 0.42" in row
     assert "largest: emulator 392, orders-api 120" in table
     assert "NO" in next(line for line in lines if line.startswith("create_order_p99_ms"))
+    costs = report.render_costs(document).splitlines()
+    assert costs == [
+        "CPU per CreateOrder, orders API process(es)   3.25 ms",
+        "CPU per CreateOrder, PostgreSQL               1.1 ms",
+        "spans per CreateOrder (request path)          2",
+    ]
 
 
 def test_summarise_takes_medians_of_the_rounds() -> None:

@@ -12,17 +12,16 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from sqlalchemy import Engine, delete, func, select
-from sqlalchemy.orm import Session
 
 from eventforge.events.v1 import events_pb2
 from eventforge.runtime import aws
 from eventforge.runtime.context import request_context
-from eventforge.runtime.db import create_service_engine
+from eventforge.runtime.db import create_service_engine, session_factory
 from eventforge.runtime.messaging.envelope import decode
 from eventforge.runtime.messaging.outbox import notify_channel, record_event
 from eventforge.runtime.messaging.relay import OutboxRelay, run_relay
 from eventforge.runtime.messaging.schema import outbox_table
-from eventforge.runtime.messaging.wakeup import commit_waiter
+from eventforge.runtime.messaging.wakeup import PostgresListener, commit_waiter
 from eventforge.runtime.migrations import upgrade
 from eventforge.runtime.provision import ProvisionedTopology
 from eventforge.runtime.settings import ServiceName, Settings
@@ -68,7 +67,7 @@ def _relay(
 
 
 def _place(engine: Engine, order_id: str, *, commit: bool = True) -> str:
-    with Session(engine) as session:
+    with session_factory(engine)() as session:
         envelope = record_event(
             session, SERVICE, events_pb2.OrderPlaced(order_id=order_id), subject=order_id
         )
@@ -198,6 +197,36 @@ def test_notify_wakes_the_relay_long_before_its_poll_interval(
     worker.join(5)
     assert len(messages) == 1
     assert elapsed < 5, f"relay woke after {elapsed:.1f}s"
+
+
+def test_relays_are_notified_after_a_commit_and_not_after_a_rollback(
+    clean_outbox: Engine,
+) -> None:
+    stop = threading.Event()
+    listener = commit_waiter(clean_outbox, notify_channel(SERVICE), stop)
+    assert isinstance(listener, PostgresListener)
+    try:
+        listener(0.01)  # LISTEN before anything is written
+        _place(clean_outbox, "rolled-back", commit=False)
+        waited = time.monotonic()
+        listener(1.0)
+        assert time.monotonic() - waited >= 0.9, "a rolled back transaction notified"
+
+        _place(clean_outbox, "committed")
+        waited = time.monotonic()
+        listener(10.0)
+        assert time.monotonic() - waited < 5, "no NOTIFY after the commit"
+    finally:
+        listener.close()
+
+
+def test_no_trigger_notifies_from_inside_the_writing_transaction(clean_outbox: Engine) -> None:
+    # A NOTIFY inside a transaction takes a cluster-wide lock until its commit is flushed.
+    with clean_outbox.connect() as connection:
+        triggers = connection.exec_driver_sql(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'outbox'::regclass AND NOT tgisinternal"
+        ).all()
+    assert triggers == []
 
 
 def test_publish_span_continues_the_producer_trace(

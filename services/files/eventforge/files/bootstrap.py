@@ -24,7 +24,6 @@ from eventforge.runtime import aws
 from eventforge.runtime.db import create_service_engine, session_factory
 from eventforge.runtime.grpc.client import channel
 from eventforge.runtime.settings import Settings
-from eventforge.runtime.telemetry import instrument_engine
 from eventforge.topology import TOPOLOGY
 
 ORDERS_SERVICE = "eventforge.orders.v1.OrdersService"
@@ -77,10 +76,9 @@ class FilesApp:
         return GrpcOrdersClient(stub)
 
 
-def bootstrap(settings: Settings) -> FilesApp:
-    """The files application on real adapters."""
-    engine = create_service_engine(settings, "files")
-    instrument_engine(engine)
+def bootstrap(settings: Settings, *, pre_ping: bool = True) -> FilesApp:
+    """The files application on real adapters (`pre_ping`: see `create_service_engine`)."""
+    engine = create_service_engine(settings, "files", pre_ping=pre_ping)
     return FilesApp(
         settings=settings,
         engine=engine,

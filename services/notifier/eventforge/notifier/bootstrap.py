@@ -29,7 +29,6 @@ from eventforge.runtime import aws
 from eventforge.runtime.db import create_service_engine, session_factory
 from eventforge.runtime.grpc.client import channel
 from eventforge.runtime.settings import Settings
-from eventforge.runtime.telemetry import instrument_engine
 from eventforge.topology import TOPOLOGY
 
 FILES_SERVICE = "eventforge.files.v1.FilesService"
@@ -93,10 +92,13 @@ def bootstrap(
     mailer: Mailer | None = None,
     transport: WebhookTransport | None = None,
     files: FilesClient | None = None,
+    pre_ping: bool = True,
 ) -> NotifierApp:
-    """The notifier on real adapters (or the given ones). Nothing connects until first used."""
-    engine = create_service_engine(settings, "notifier")
-    instrument_engine(engine)
+    """The notifier on real adapters (or the given ones). Nothing connects until first used.
+
+    `pre_ping`: see `create_service_engine`.
+    """
+    engine = create_service_engine(settings, "notifier", pre_ping=pre_ping)
     if files is None:
         stub = files_pb2_grpc.FilesServiceStub(
             channel(

@@ -16,7 +16,6 @@ from eventforge.orders.service_layer.unit_of_work import SqlUnitOfWork
 from eventforge.runtime.db import create_service_engine, session_factory
 from eventforge.runtime.grpc.client import channel
 from eventforge.runtime.settings import Settings
-from eventforge.runtime.telemetry import instrument_engine
 
 FILES_SERVICE = "eventforge.files.v1.FilesService"
 
@@ -49,10 +48,14 @@ class OrdersApp:
         )
 
 
-def bootstrap(settings: Settings, *, gateway: PaymentGateway | None = None) -> OrdersApp:
-    """The orders application on real adapters (or the given payment gateway)."""
-    engine = create_service_engine(settings, "orders")
-    instrument_engine(engine)
+def bootstrap(
+    settings: Settings, *, gateway: PaymentGateway | None = None, pre_ping: bool = True
+) -> OrdersApp:
+    """The orders application on real adapters (or the given payment gateway).
+
+    `pre_ping`: see `create_service_engine`.
+    """
+    engine = create_service_engine(settings, "orders", pre_ping=pre_ping)
     return OrdersApp(
         settings=settings,
         engine=engine,

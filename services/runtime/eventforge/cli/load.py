@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import ipaddress
 import json
 import math
@@ -137,6 +138,9 @@ class LoadSpec:
     timeout: float = 5.0
     """Deadline of each call."""
     seed: int | None = None
+    connections: int = 1
+    """Client connections the calls are spread over (a server with several processes on one
+    port balances connections, not calls)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.duration <= MAX_DURATION_SECONDS:
@@ -145,6 +149,8 @@ class LoadSpec:
             raise LoadError("warmup must be >= 0 and shorter than the duration")
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise LoadError(f"concurrency must be 1..{MAX_CONCURRENCY}")
+        if not 1 <= self.connections <= self.concurrency:
+            raise LoadError("connections must be 1..concurrency")
         if self.rate is not None and not 0 < self.rate <= 100_000:
             raise LoadError("rate must be in (0, 100000] calls per second")
         if self.client not in CLIENTS:
@@ -523,24 +529,34 @@ def _run_sync(
 ) -> float:
     import grpc
 
-    with grpc.insecure_channel(spec.target) as channel:
-        calls = {
-            op: channel.unary_unary(
-                METHODS[op],
-                request_serializer=_serialize,
-                response_deserializer=_response_parser(op),
-            )
-            for op in spec.mix
-        }
+    with contextlib.ExitStack() as stack:
+        channels = [
+            stack.enter_context(grpc.insecure_channel(spec.target, options=_CONNECTION_OPTIONS))
+            for _ in range(spec.connections)
+        ]
+        calls = [_multicallables(channel, spec) for channel in channels]
 
-        def call(op: Operation) -> None:
-            response = calls[op](requests.build(op), timeout=spec.timeout)
+        def call(op: Operation, index: int) -> None:
+            response = calls[index % len(calls)][op](requests.build(op), timeout=spec.timeout)
             requests.created(op, response)
 
         if "get" in spec.mix or "list" in spec.mix:
-            for _ in range(SEED_ORDERS):
-                call("create")
+            for n in range(SEED_ORDERS):
+                call("create", n)
         return _drive_threads(spec, recorder, schedule, call)
+
+
+_CONNECTION_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
+"""Each channel its own connection (channels to one target otherwise share one)."""
+
+
+def _multicallables(channel: Any, spec: LoadSpec) -> dict[Operation, Any]:
+    return {
+        op: channel.unary_unary(
+            METHODS[op], request_serializer=_serialize, response_deserializer=_response_parser(op)
+        )
+        for op in spec.mix
+    }
 
 
 def _serialize(message: Any) -> bytes:
@@ -552,7 +568,7 @@ def _drive_threads(
     spec: LoadSpec,
     recorder: _Recorder,
     schedule: Sequence[Operation],
-    call: Callable[[Operation], None],
+    call: Callable[[Operation, int], None],
 ) -> float:
     start = time.perf_counter()
     measure_from = start + spec.warmup
@@ -581,7 +597,7 @@ def _drive_threads(
                 n += spec.concurrency
             _arm(recorder, measure_from)
             try:
-                call(op)
+                call(op, index)
             except Exception as error:
                 if due >= measure_from:
                     recorder.failed(op, _code_of(error))
@@ -616,32 +632,31 @@ async def _aio_main(
 ) -> float:
     import grpc.aio
 
-    async with grpc.aio.insecure_channel(spec.target) as channel:
-        calls = {
-            op: channel.unary_unary(
-                METHODS[op],
-                request_serializer=_serialize,
-                response_deserializer=_response_parser(op),
+    async with contextlib.AsyncExitStack() as stack:
+        channels = [
+            await stack.enter_async_context(
+                grpc.aio.insecure_channel(spec.target, options=_CONNECTION_OPTIONS)
             )
-            for op in spec.mix
-        }
+            for _ in range(spec.connections)
+        ]
+        calls = [_multicallables(channel, spec) for channel in channels]
 
-        async def call(op: Operation) -> None:
-            response = await calls[op](requests.build(op), timeout=spec.timeout)
+        async def call(op: Operation, index: int) -> None:
+            response = await calls[index % len(calls)][op](requests.build(op), timeout=spec.timeout)
             requests.created(op, response)
 
         if "get" in spec.mix or "list" in spec.mix:
-            for _ in range(SEED_ORDERS):
-                await call("create")
+            for n in range(SEED_ORDERS):
+                await call("create", n)
 
         start = time.perf_counter()
         measure_from = start + spec.warmup
         end = start + spec.duration
 
-        async def one(op: Operation, due: float) -> None:
+        async def one(op: Operation, due: float, index: int) -> None:
             _arm(recorder, measure_from)
             try:
-                await call(op)
+                await call(op, index)
             except Exception as error:
                 if due >= measure_from:
                     recorder.failed(op, _code_of(error))
@@ -652,7 +667,7 @@ async def _aio_main(
         async def closed_loop(index: int) -> None:
             n = index
             while (due := time.perf_counter()) < end:
-                await one(schedule[n % len(schedule)], due)
+                await one(schedule[n % len(schedule)], due, index)
                 n += spec.concurrency
 
         async def open_loop(rate: float) -> None:
@@ -669,7 +684,7 @@ async def _aio_main(
                 if pause > 0:
                     await asyncio.sleep(pause)
                 await in_flight.acquire()
-                task = asyncio.create_task(one(schedule[k % len(schedule)], due))
+                task = asyncio.create_task(one(schedule[k % len(schedule)], due, k))
                 tasks.add(task)
                 task.add_done_callback(done)
                 k += 1
@@ -727,6 +742,13 @@ async def _aio_main(
     help="Seconds at the start not measured.",
 )
 @click.option("--client", type=click.Choice(CLIENTS), default="aio", show_default=True)
+@click.option(
+    "--connections",
+    type=click.IntRange(1, MAX_CONCURRENCY),
+    default=1,
+    show_default=True,
+    help="Connections the calls are spread over (at most --concurrency).",
+)
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
@@ -738,6 +760,7 @@ def load_command(
     duration: float,
     warmup: float,
     client: ClientKind,
+    connections: int,
     timeout: float,
     as_json: bool,
     quiet: bool,
@@ -762,6 +785,7 @@ def load_command(
             warmup=warmup,
             client=client,
             timeout=timeout,
+            connections=connections,
         )
     except LoadError as error:
         raise click.UsageError(str(error)) from None

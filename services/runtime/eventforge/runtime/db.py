@@ -15,7 +15,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from eventforge.runtime.db_auth import connect_with, credential_source
+from eventforge.runtime.messaging.wakeup import RelayWaker
 from eventforge.runtime.settings import DEFAULT_DATABASE_ROLE_PREFIX, ServiceName, Settings
+from eventforge.runtime.telemetry import instrument_engine
 
 log = logging.getLogger("eventforge.db")
 T = TypeVar("T")
@@ -47,32 +49,46 @@ def database_role(service: ServiceName, prefix: str = DEFAULT_DATABASE_ROLE_PREF
 
 
 def create_service_engine(
-    settings: Settings, service: ServiceName, pool_size: int | None = None
+    settings: Settings,
+    service: ServiceName,
+    pool_size: int | None = None,
+    *,
+    pre_ping: bool = True,
 ) -> Engine:
     """An engine whose unqualified table names resolve in the service's own schema.
 
     The pool keeps as many connections as the API has handler threads (GRPC_MAX_WORKERS) by
     default: a smaller pool closes and reopens connections under load, and every new
     PostgreSQL connection is a new server process. Each new connection logs in as
-    DATABASE_AUTH says (`eventforge.runtime.db_auth`).
+    DATABASE_AUTH says (`eventforge.runtime.db_auth`). `pre_ping` tests a connection with a
+    round trip before each use; APIs go without (a connection the server dropped fails its call
+    with UNAVAILABLE and invalidates the pool, and idempotency keys make the retry safe).
+    With TRACE_SQL set, every statement is a span.
     """
     url = database_url(settings, service)
     if url.get_backend_name() == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+        _trace_statements(settings, engine)
         return engine
     engine = create_engine(
         url,
         pool_size=settings.grpc_max_workers if pool_size is None else pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_recycle=1800,
         connect_args={"options": f"-c search_path={service}", "connect_timeout": 5},
     )
     source = credential_source(settings, url)
     if source is not None:
         event.listen(engine, "do_connect", connect_with(source))
+    _trace_statements(settings, engine)
     return engine
+
+
+def _trace_statements(settings: Settings, engine: Engine) -> None:
+    if settings.trace_sql:
+        instrument_engine(engine)
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -141,4 +157,11 @@ def retry_while_unavailable(
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    """Sessions of `engine`; on PostgreSQL, their commits wake the relays they ask to wake
+    (`messaging.wakeup.notify_after_commit`, which `record_event` does)."""
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    if is_postgres(engine):
+        waker = RelayWaker(engine)
+        event.listen(sessions, "after_commit", waker.after_commit)
+        event.listen(sessions, "after_rollback", waker.after_rollback)
+    return sessions

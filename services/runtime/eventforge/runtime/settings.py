@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     files_addr: str = "127.0.0.1:50052"
     notifier_addr: str = "127.0.0.1:50053"
     grpc_max_workers: int = Field(default=16, ge=1)
+    api_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="API processes `eventforge up` runs per service, all serving the service's "
+        "port (SO_REUSEPORT: the kernel spreads client connections over them). In the cloud "
+        "each task runs one, and the service scales by tasks.",
+    )
     grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     grpc_grace_seconds: float = Field(default=5.0, ge=0)
     grpc_deadline_seconds: float = Field(
@@ -104,6 +112,12 @@ class Settings(BaseSettings):
     span_file: Path | None = Field(
         default=None,
         description="JSON-lines file of finished spans; defaults to DATA_DIR/spans.jsonl.",
+    )
+    trace_sql: bool = Field(
+        default=False,
+        description="A span per SQL statement and pool connect (SQLAlchemy's instrumentation); "
+        "off by default, where each unit of work is one span: statement spans cost more CPU "
+        "than the statements on the API's path.",
     )
     span_file_enabled: bool = Field(
         default=True,

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
+from opentelemetry import context, trace
 from sqlalchemy.orm import Session, sessionmaker
 
 from eventforge.runtime.messaging.outbox import record_event
@@ -75,6 +76,9 @@ class SqlEventUnitOfWork(EventUnitOfWork[Any]):
     its own session on enter (`session_factory`), commits or rolls it back, and closes it on
     exit. Mix it in before the service's own unit of work: `class SqlUnitOfWork(
     SqlEventUnitOfWork, UnitOfWork)`.
+
+    The transaction is one CLIENT span, `<service> transaction` (per-statement spans are
+    opt-in: TRACE_SQL), recording whether it committed and any error.
     """
 
     service: ClassVar[ServiceName]
@@ -90,6 +94,12 @@ class SqlEventUnitOfWork(EventUnitOfWork[Any]):
 
     def __enter__(self) -> Self:
         self.session = self.session_factory()
+        self._span = trace.get_tracer(__name__).start_span(
+            f"{self.service} transaction",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": self.session.get_bind().dialect.name},
+        )
+        self._span_token = context.attach(trace.set_span_in_context(self._span))
         self.bind(self.session)
         return super().__enter__()
 
@@ -99,14 +109,22 @@ class SqlEventUnitOfWork(EventUnitOfWork[Any]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        super().__exit__(exc_type, exc, tb)
-        self.session.close()
+        try:
+            super().__exit__(exc_type, exc, tb)
+            self.session.close()
+        finally:
+            if exc is not None:
+                self._span.record_exception(exc)
+                self._span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
+            context.detach(self._span_token)
+            self._span.end()
 
     def record(self, payload: Message, *, subject: str) -> None:
         record_event(self.session, self.service, payload, subject=subject)
 
     def _commit(self) -> None:
         self.session.commit()
+        self._span.set_attribute("eventforge.transaction.committed", True)
 
     def rollback(self) -> None:
         self.session.rollback()

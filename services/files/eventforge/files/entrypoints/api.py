@@ -64,7 +64,7 @@ class FilesServicer(files_pb2_grpc.FilesServiceServicer):
 
 def main(settings: Settings, stop: threading.Event) -> None:
     """Serve FilesService until told to stop."""
-    app = bootstrap(settings)
+    app = bootstrap(settings, pre_ping=False)
     servicer = FilesServicer(app)
     serve(
         settings,

@@ -92,7 +92,7 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
 
 def main(settings: Settings, stop: threading.Event) -> None:
     """Serve NotifierService until told to stop."""
-    app = bootstrap(settings)
+    app = bootstrap(settings, pre_ping=False)
     servicer = NotifierServicer(app)
     serve(
         settings,

@@ -94,7 +94,7 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
 
 def main(settings: Settings, stop: threading.Event) -> None:
     """Serve OrdersService until told to stop."""
-    app = bootstrap(settings)
+    app = bootstrap(settings, pre_ping=False)
     servicer = OrdersServicer(app)
     serve(
         settings,

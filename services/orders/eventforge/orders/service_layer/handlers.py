@@ -40,11 +40,13 @@ def request_hash(command: PlaceOrder) -> str:
 def place_order(*, command: PlaceOrder, uow: UnitOfWork) -> Order:
     """Accept a valid order (PENDING) with its order.placed event; idempotent per key."""
     violations = check_place_order(command)
-    fingerprint = request_hash(command)
     with uow:
+        # Every problem is reported at once, those the catalogue finds too; the request is
+        # hashed only once it is valid.
         catalogue = uow.catalog.products({line.sku for line in command.lines if is_sku(line.sku)})
         check_against_catalogue(violations, command, catalogue)
         violations.raise_if_any()
+        fingerprint = request_hash(command)
         order_id = str(uuid.uuid4())
         earlier = uow.idempotency.claim(
             command.customer_id, command.idempotency_key, fingerprint, order_id

@@ -13,6 +13,7 @@ from eventforge.events.v1.events_pb2 import Envelope
 from eventforge.runtime.context import current_request_id
 from eventforge.runtime.messaging.envelope import EVENT_TYPE, REQUEST_ID, encode, new_envelope
 from eventforge.runtime.messaging.schema import outbox_table
+from eventforge.runtime.messaging.wakeup import notify_after_commit
 from eventforge.runtime.settings import ServiceName
 from eventforge.topology import TOPOLOGY
 
@@ -21,8 +22,8 @@ _INSERT = insert(outbox_table)
 
 
 def notify_channel(service: ServiceName) -> str:
-    """The PostgreSQL LISTEN/NOTIFY channel that wakes a service's relays on commit: the
-    outbox's trigger (migration 0003 of every service) notifies it once per inserting statement.
+    """The PostgreSQL LISTEN/NOTIFY channel that wakes a service's relays: notified after a
+    transaction that recorded events commits, by sessions of `db.session_factory`.
     """
     return f"{service}_outbox"
 
@@ -40,6 +41,7 @@ def record_event(
     session: Session, service: ServiceName, payload: Message, *, subject: str
 ) -> Envelope:
     """Add an event to the outbox; it is published only if the session's transaction commits."""
+    notify_after_commit(session, notify_channel(service))
     envelope = new_envelope(
         payload, source=service, subject=subject, request_id=current_request_id()
     )

@@ -12,14 +12,12 @@ from eventforge.runtime.messaging.outbox import notify_channel
 from eventforge.runtime.messaging.relay import OutboxRelay, run_relay
 from eventforge.runtime.messaging.wakeup import commit_waiter
 from eventforge.runtime.settings import ServiceName, Settings
-from eventforge.runtime.telemetry import instrument_engine
 from eventforge.topology import TOPOLOGY
 
 
 def main(settings: Settings, service: ServiceName, stop: threading.Event) -> None:
     """Publish the service's outbox until `stop` is set."""
     engine = create_service_engine(settings, service, pool_size=2)
-    instrument_engine(engine)
     topic = TOPOLOGY.topic_published_by(service).name
     physical = TOPOLOGY.resolve_for(settings).topics[topic]
     relay = OutboxRelay(

@@ -1,4 +1,11 @@
-"""Wake a relay promptly on commit: LISTEN/NOTIFY on PostgreSQL, plain polling elsewhere."""
+"""Wake a relay promptly on commit: LISTEN/NOTIFY on PostgreSQL, plain polling elsewhere.
+
+Writers notify after their commit, from `RelayWaker`'s own connection, and not from inside
+their transaction: PostgreSQL serialises the commits of every transaction that notified (a
+cluster-wide lock held until its commit is flushed), which made concurrent CreateOrder calls
+wait for each other's disk flush. The waker coalesces: however many commits come in while
+one NOTIFY is under way, the next NOTIFY covers them all.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,13 @@ import threading
 
 import psycopg
 from sqlalchemy import Engine
-
-from eventforge.runtime.db import is_postgres
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 log = logging.getLogger("eventforge.relay")
+
+OUTBOX_CHANNELS = "eventforge.outbox_channels"
+"""`Session.info` key: the channels to notify once the session's transaction commits."""
 
 
 class Polling:
@@ -54,11 +64,64 @@ class PostgresListener:
             self._connection = None
 
 
+def _conninfo(engine: Engine) -> str:
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def commit_waiter(
     engine: Engine, channel: str, stop: threading.Event
 ) -> Polling | PostgresListener:
     """The best way to wait for commits on this engine's database."""
-    if not is_postgres(engine):
+    if engine.dialect.name != "postgresql":
         return Polling(stop)
-    url = engine.url.set(drivername="postgresql")
-    return PostgresListener(url.render_as_string(hide_password=False), channel, stop)
+    return PostgresListener(_conninfo(engine), channel, stop)
+
+
+def notify_after_commit(session: Session, channel: str) -> None:
+    """Have `channel` notified once `session`'s transaction commits (see `RelayWaker`)."""
+    session.info.setdefault(OUTBOX_CHANNELS, set()).add(channel)
+
+
+class RelayWaker:
+    """Sends the NOTIFYs that sessions asked for (`notify_after_commit`) once they commit.
+
+    Listens to a sessionmaker's `after_commit` and `after_rollback`. A thread sends them on a
+    pooled connection of the engine, each in a transaction of its own, and ends when nothing is
+    left to send. A NOTIFY that fails is logged and dropped: the relays also poll, so a lost
+    wake-up delays events by at most a poll interval, and loses none.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._sending = False
+
+    def after_commit(self, session: Session) -> None:
+        channels = session.info.pop(OUTBOX_CHANNELS, None)
+        if not channels:
+            return
+        with self._lock:
+            self._pending |= channels
+            if self._sending:
+                return  # the running sender takes these with its next NOTIFY
+            self._sending = True
+        threading.Thread(target=self._send, name="relay-waker", daemon=True).start()
+
+    def after_rollback(self, session: Session) -> None:
+        session.info.pop(OUTBOX_CHANNELS, None)
+
+    def _send(self) -> None:
+        while True:
+            with self._lock:
+                channels, self._pending = self._pending, set()
+                if not channels:
+                    self._sending = False
+                    return
+            try:
+                with self.engine.connect() as connection:
+                    for channel in sorted(channels):
+                        connection.exec_driver_sql(f'NOTIFY "{channel}"')
+                    connection.commit()
+            except SQLAlchemyError as error:
+                log.warning("NOTIFY %s failed (%s); the relays poll", sorted(channels), error)
