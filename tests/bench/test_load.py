@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from concurrent import futures
 
+import grpc
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
@@ -67,6 +69,8 @@ def test_spec_bounds_the_run() -> None:
         LoadSpec("127.0.0.1:1", concurrency=0)
     with pytest.raises(LoadError):
         LoadSpec("127.0.0.1:1", duration=2, warmup=2)
+    with pytest.raises(LoadError):
+        LoadSpec("127.0.0.1:1", concurrency=2, connections=3)
 
 
 def test_percentiles_summary_and_histogram() -> None:
@@ -109,6 +113,42 @@ def test_rate_mode_keeps_the_rate(noop: str, client: str) -> None:
     assert result.error_count == 0
     assert 90 <= result.requests <= 101
     assert set(result.latencies) == {"create", "list"}
+
+
+@pytest.mark.parametrize("client", ["aio", "sync"])
+def test_calls_spread_over_connections_and_reads_alone_place_their_orders(client: str) -> None:
+    peers: set[str] = set()
+
+    def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
+        peers.add(context.peer())
+        return b""
+
+    handler = grpc.unary_unary_rpc_method_handler(answer)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "eventforge.orders.v1.OrdersService", {"CreateOrder": handler, "GetOrder": handler}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        spec = LoadSpec(
+            f"127.0.0.1:{port}",
+            concurrency=4,
+            connections=3,
+            duration=0.5,
+            mix={"get": 1},
+            client=client,  # type: ignore[arg-type]
+        )
+        result = run_load(spec)
+    finally:
+        server.stop(grace=None)
+    assert result.error_count == 0
+    assert set(result.latencies) == {"get"}
+    assert len(peers) == 3  # one client port per connection
 
 
 def test_errors_are_counted_by_code() -> None:

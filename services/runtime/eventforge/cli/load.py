@@ -534,7 +534,7 @@ def _run_sync(
             stack.enter_context(grpc.insecure_channel(spec.target, options=_CONNECTION_OPTIONS))
             for _ in range(spec.connections)
         ]
-        calls = [_multicallables(channel, spec) for channel in channels]
+        calls = [_multicallables(channel) for channel in channels]
 
         def call(op: Operation, index: int) -> None:
             response = calls[index % len(calls)][op](requests.build(op), timeout=spec.timeout)
@@ -550,12 +550,13 @@ _CONNECTION_OPTIONS = [("grpc.use_local_subchannel_pool", 1)]
 """Each channel its own connection (channels to one target otherwise share one)."""
 
 
-def _multicallables(channel: Any, spec: LoadSpec) -> dict[Operation, Any]:
+def _multicallables(channel: Any) -> dict[Operation, Any]:
+    """Every operation (a mix of reads alone still creates the orders it reads)."""
     return {
         op: channel.unary_unary(
             METHODS[op], request_serializer=_serialize, response_deserializer=_response_parser(op)
         )
-        for op in spec.mix
+        for op in OPERATIONS
     }
 
 
@@ -639,7 +640,7 @@ async def _aio_main(
             )
             for _ in range(spec.connections)
         ]
-        calls = [_multicallables(channel, spec) for channel in channels]
+        calls = [_multicallables(channel) for channel in channels]
 
         async def call(op: Operation, index: int) -> None:
             response = await calls[index % len(calls)][op](requests.build(op), timeout=spec.timeout)
