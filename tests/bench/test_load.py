@@ -123,7 +123,7 @@ def test_calls_spread_over_connections_and_reads_alone_place_their_orders(client
         peers.add(context.peer())
         return b""
 
-    handler = grpc.unary_unary_rpc_method_handler(answer)
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(answer)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     server.add_generic_rpc_handlers(
         [

@@ -556,7 +556,7 @@ def _multicallables(channel: Any) -> dict[Operation, Any]:
         op: channel.unary_unary(
             METHODS[op], request_serializer=_serialize, response_deserializer=_response_parser(op)
         )
-        for op in OPERATIONS
+        for op in METHODS
     }
 
 
