@@ -39,7 +39,7 @@ from eventforge.common.v1.money_pb2 import Money
 from eventforge.events.v1.events_pb2 import Envelope, OrderPlaced
 from eventforge.runtime import aws
 from eventforge.runtime.context import new_request_id, request_context
-from eventforge.runtime.db import create_service_engine
+from eventforge.runtime.db import create_service_engine, session_factory
 from eventforge.runtime.messaging.consumer import ConsumerOptions, QueuePoller, QueueRef
 from eventforge.runtime.messaging.envelope import encode, new_envelope
 from eventforge.runtime.messaging.messages import Delivery, IncomingMessage
@@ -50,7 +50,6 @@ from eventforge.runtime.messaging.wakeup import PostgresListener, commit_waiter
 from eventforge.runtime.migrations import migrate
 from eventforge.runtime.provision import provision
 from eventforge.runtime.settings import ServiceName, Settings
-from eventforge.runtime.telemetry import instrument_engine
 from eventforge.topology import TOPOLOGY
 
 if TYPE_CHECKING:
@@ -88,7 +87,8 @@ class Backbone:
         provisioned = provision(settings, TOPOLOGY)
         migrate(settings, SERVICE)
         self.engine: Engine = create_service_engine(settings, SERVICE)
-        instrument_engine(self.engine)
+        # As the services write: their sessions wake the relay after commit.
+        self.sessions = session_factory(self.engine)
         self.topic = TOPOLOGY.topic_published_by(SERVICE).name
         self.topic_arn = provisioned.topic_arns[self.topic]
         resolved = TOPOLOGY.resolve_for(settings).queues
@@ -176,7 +176,7 @@ class Backbone:
     def fill_outbox(self, count: int, per_transaction: int = 50) -> None:
         done = 0
         while done < count:
-            with self.producing(), Session(self.engine) as session, session.begin():
+            with self.producing(), self.sessions() as session, session.begin():
                 for _ in range(min(per_transaction, count - done)):
                     self.record(session)
                     done += 1
@@ -408,7 +408,7 @@ def e2e_round(backbone: Backbone, count: int, interval: float) -> EndToEnd:
     committed_ns: dict[str, int] = {}
 
     def produce(_n: int) -> None:
-        with backbone.producing(), Session(backbone.engine) as session:
+        with backbone.producing(), backbone.sessions() as session:
             with session.begin():
                 envelope = backbone.record(session)
             committed[envelope.event_id] = time.perf_counter()

@@ -35,6 +35,28 @@ def test_up_serves_every_service_and_ctrl_c_stops_everything(tmp_path: Path) -> 
     assert pids_with(up.marker) == {}
 
 
+def test_api_processes_share_each_service_port(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    variables = {**port_variables(ports), "EVENTFORGE_API_PROCESSES": "2"}
+    with running_up(tmp_path, variables) as up:
+        commands = [
+            Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in pids_with(up.marker)
+        ]
+        for service in ("orders", "files", "notifier"):
+            serving = [c for c in commands if b"serve" in c and service.encode() in c]
+            assert len(serving) == 2, serving  # api worker relay, and one more api
+            assert sum(b"worker" in c for c in serving) == 1
+            # Calls over separate connections are answered whichever process the kernel picks.
+            for _ in range(4):
+                options = [("grpc.use_local_subchannel_pool", 1)]
+                with grpc.insecure_channel(f"127.0.0.1:{ports[service]}", options) as channel:
+                    grpc.channel_ready_future(channel).result(timeout=10)
+                    services = ProtoReflectionDescriptorDatabase(channel).get_services()
+                assert "grpc.health.v1.Health" in services
+    assert up.returncode == 0, up.output()
+    assert pids_with(up.marker) == {}
+
+
 def test_up_reports_a_failed_migration_and_leaves_nothing_running(tmp_path: Path) -> None:
     env = up_environment(
         tmp_path,

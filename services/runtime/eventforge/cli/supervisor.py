@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -20,8 +19,6 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
-    niceness: int = 0
-    """Added to the process's nice value: background work yields the CPU to the APIs."""
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     _log: IO[bytes] | None = field(default=None, repr=False)
@@ -29,12 +26,7 @@ class Child:
     def start(self, env: dict[str, str]) -> None:
         self._log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            self.argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-            preexec_fn=_niced(self.niceness) if self.niceness else None,
+            self.argv, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
 
     @property
@@ -70,8 +62,8 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.children: list[Child] = []
 
-    def spawn(self, name: str, argv: list[str], log_path: Path, *, niceness: int = 0) -> Child:
-        child = Child(name, argv, log_path, niceness)
+    def spawn(self, name: str, argv: list[str], log_path: Path) -> Child:
+        child = Child(name, argv, log_path)
         child.start(self.env)
         self.children.append(child)
         return child
@@ -105,15 +97,6 @@ class Supervisor:
                 child.process.kill()
                 child.process.wait()
             child.close_log()
-
-
-def _niced(niceness: int) -> Callable[[], None]:
-    """Runs in the child before it starts the program: every thread it starts inherits it."""
-
-    def lower_priority() -> None:
-        os.nice(niceness)
-
-    return lower_priority
 
 
 def python_command(*args: str) -> list[str]:
