@@ -205,7 +205,7 @@ def _raw(document: Mapping[str, Any], key: str, label: str) -> str:
 
 
 COSTS = (
-    ("create_order_cpu_ms_api", "CPU per CreateOrder, orders API process(es)", " ms"),
+    ("create_order_cpu_ms_api", "CPU per CreateOrder, orders process(es)", " ms"),
     ("create_order_cpu_ms_postgres", "CPU per CreateOrder, PostgreSQL", " ms"),
     ("create_order_spans_per_call", "spans per CreateOrder (request path)", ""),
     ("get_order_spans_per_call", "spans per GetOrder (request path)", ""),

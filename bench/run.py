@@ -272,10 +272,10 @@ def _load(stack: Stack, noop: NoopServer, args: argparse.Namespace, out: Collect
 
 
 class _CpuPerCall:
-    """CPU seconds of the orders API process(es) and of PostgreSQL over a load round."""
+    """CPU seconds of the orders process(es) and of PostgreSQL over a load round."""
 
     def __init__(self, stack: Stack) -> None:
-        self.api = stack.pids_named("orders-api")
+        self.api = stack.api_pids("orders")
         self.postgres = procs.postgres_pids()
 
     def __enter__(self) -> _CpuPerCall:

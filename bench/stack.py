@@ -105,9 +105,13 @@ class Stack:
             return []
         return procs.descendants(self.process.pid)
 
-    def pids_named(self, name: str) -> list[int]:
-        """The stack's processes whose short name is `name` (e.g. "orders-api")."""
-        return [pid for pid in self.pids() if _short_name(procs.command_line(pid)) == name]
+    def api_pids(self, service: str) -> list[int]:
+        """The processes serving `service`'s API (locally with its worker and relay)."""
+        return [
+            pid
+            for pid in self.pids()
+            if _short_name(procs.command_line(pid)).split("-")[:2] == [service, "api"]
+        ]
 
     def memory(self) -> list[procs.ProcessMemory]:
         if self.process is None:

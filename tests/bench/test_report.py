@@ -71,7 +71,7 @@ def test_results_document_table_and_file(tmp_path: Path) -> None:
     assert "NO" in next(line for line in lines if line.startswith("create_order_p99_ms"))
     costs = report.render_costs(document).splitlines()
     assert costs == [
-        "CPU per CreateOrder, orders API process(es)   3.25 ms",
+        "CPU per CreateOrder, orders process(es)       3.25 ms",
         "CPU per CreateOrder, PostgreSQL               1.1 ms",
         "spans per CreateOrder (request path)          2",
     ]
