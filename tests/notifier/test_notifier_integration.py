@@ -33,14 +33,13 @@ from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
 from eventforge.runtime import aws
 from eventforge.runtime.db import create_service_engine
 from eventforge.runtime.emulator import Emulator
-from eventforge.runtime.grpc.server import start_server
 from eventforge.runtime.messaging.envelope import decode, encode, new_envelope
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
 from tests.fixtures.emulator import ses_messages_to
 from tests.fixtures.orders import order_request
 from tests.fixtures.polling import eventually
-from tests.fixtures.services import ProcessGroup
+from tests.fixtures.services import ProcessGroup, served_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -142,15 +141,13 @@ def strict_notifier(stack_settings: Settings) -> Iterator[str]:
     """A NotifierService without the allow-list (as in production), served in this process."""
     app = bootstrap(stack_settings)
     servicer = NotifierServicer(app)
-    running = start_server(
+    with served_in_process(
         stack_settings,
-        "127.0.0.1:0",
         lambda server: notifier_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server),
-        [SERVICE_NAME],
-    )
-    yield f"127.0.0.1:{running.port}"
-    running.stop(0)
-    app.engine.dispose()
+        SERVICE_NAME,
+        app.engine,
+    ) as address:
+        yield address
 
 
 @pytest.fixture(scope="module")

@@ -27,9 +27,9 @@ from eventforge.orders.entrypoints.api import SERVICE_NAME as ORDERS
 from eventforge.orders.entrypoints.api import OrdersServicer
 from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
 from eventforge.runtime.grpc import rich_status
-from eventforge.runtime.grpc.server import start_server
 from eventforge.runtime.settings import Settings
 from tests.fixtures.orders import order_line, order_request
+from tests.fixtures.services import served_in_process
 
 pytestmark = pytest.mark.integration
 
@@ -42,16 +42,16 @@ TRUNCATED = rich_status.TRUNCATED_FIELD
 def orders(stack_settings: Settings) -> Iterator[orders_pb2_grpc.OrdersServiceStub]:
     app = orders_bootstrap(stack_settings)
     servicer = OrdersServicer(app)
-    running = start_server(
-        stack_settings,
-        "127.0.0.1:0",
-        lambda server: orders_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, server),
-        [ORDERS],
-    )
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+    with (
+        served_in_process(
+            stack_settings,
+            lambda server: orders_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, server),
+            ORDERS,
+            app.engine,
+        ) as address,
+        grpc.insecure_channel(address) as channel,
+    ):
         yield orders_pb2_grpc.OrdersServiceStub(channel)
-    running.stop(0)
-    app.engine.dispose()
 
 
 @pytest.fixture(scope="module")
@@ -61,16 +61,18 @@ def notifier(stack_settings: Settings) -> Iterator[notifier_pb2_grpc.NotifierSer
     )
     app = notifier_bootstrap(settings)
     servicer = NotifierServicer(app)
-    running = start_server(
-        settings,
-        "127.0.0.1:0",
-        lambda server: notifier_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server),
-        [NOTIFIER],
-    )
-    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+    with (
+        served_in_process(
+            settings,
+            lambda server: notifier_pb2_grpc.add_NotifierServiceServicer_to_server(
+                servicer, server
+            ),
+            NOTIFIER,
+            app.engine,
+        ) as address,
+        grpc.insecure_channel(address) as channel,
+    ):
         yield notifier_pb2_grpc.NotifierServiceStub(channel)
-    running.stop(0)
-    app.engine.dispose()
 
 
 def violations_of(error: grpc.RpcError) -> list[tuple[str, str]]:
