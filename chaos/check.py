@@ -71,7 +71,7 @@ class Event:
 
 @dataclass(frozen=True)
 class Email:
-    """An email the notifier recorded (status PENDING, SENT or FAILED)."""
+    """An email the notifier recorded (status PENDING, SENDING, SENT or FAILED)."""
 
     event_id: str
     event_type: str

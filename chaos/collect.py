@@ -161,7 +161,9 @@ def backlog(
     if _table_exists(connection, "notifier.notifications"):
         left["emails pending"] = int(
             _rows(
-                connection, "SELECT count(*) FROM notifier.notifications WHERE status = 'PENDING'"
+                connection,
+                "SELECT count(*) FROM notifier.notifications"
+                " WHERE status IN ('PENDING', 'SENDING')",
             )[0][0]
         )
     if _table_exists(connection, "notifier.deliveries"):
@@ -176,11 +178,6 @@ def backlog(
 
 
 def notifier_emails(stub: notifier_pb2_grpc.NotifierServiceStub) -> list[Email]:
-    status = {
-        notifier_pb2.NOTIFICATION_STATUS_SENT: "SENT",
-        notifier_pb2.NOTIFICATION_STATUS_FAILED: "FAILED",
-        notifier_pb2.NOTIFICATION_STATUS_UNSPECIFIED: "PENDING",
-    }
     found: list[Email] = []
     token = ""
     for _ in range(MAX_PAGES):
@@ -188,13 +185,20 @@ def notifier_emails(stub: notifier_pb2_grpc.NotifierServiceStub) -> list[Email]:
             notifier_pb2.ListNotificationsRequest(page_size=PAGE, page_token=token), timeout=10
         )
         found += [
-            Email(n.event_id, n.event_type, n.recipient, n.subject, status[n.status])
+            Email(n.event_id, n.event_type, n.recipient, n.subject, _email_status(n.status))
             for n in reply.notifications
         ]
         token = reply.next_page_token
         if not token:
             break
     return found
+
+
+def _email_status(status: notifier_pb2.NotificationStatus.ValueType) -> str:
+    """SENT, FAILED, PENDING or SENDING (an unset status reads as PENDING)."""
+    if status == notifier_pb2.NOTIFICATION_STATUS_UNSPECIFIED:
+        return "PENDING"
+    return notifier_pb2.NotificationStatus.Name(status).removeprefix("NOTIFICATION_STATUS_")
 
 
 def notifier_deliveries(
