@@ -21,7 +21,12 @@ from google.rpc import code_pb2, status_pb2
 from opentelemetry import baggage, context, propagate, trace
 
 from eventforge.runtime import errors
-from eventforge.runtime.context import REQUEST_ID_HEADER, REQUEST_ID_KEY, new_request_id
+from eventforge.runtime.context import (
+    REQUEST_ID_HEADER,
+    REQUEST_ID_KEY,
+    current_request_id,
+    new_request_id,
+)
 from eventforge.runtime.db import database_unavailable
 from eventforge.runtime.grpc.handlers import Behaviour, wrap_handler
 from eventforge.runtime.grpc.rich_status import plain_status, status_of, to_grpc
@@ -127,7 +132,7 @@ class CallInterceptor(grpc.ServerInterceptor):
         except Exception as error:
             if status_code(servicer) is not None:  # aborted by the handler itself
                 raise
-            request_id = baggage.get_baggage(REQUEST_ID_KEY)
+            request_id = current_request_id()
             if database_unavailable(error):
                 # The database is down or dropped the connection: a retry may well succeed.
                 log.warning("database unavailable in %s: %s", method, error, exc_info=True)
@@ -193,7 +198,7 @@ def _abort(servicer: grpc.ServicerContext, status: status_pb2.Status) -> None:
     """End the call with `status`, the request id still in its trailing metadata."""
     wire = to_grpc(status)
     trailing = tuple(wire.trailing_metadata)
-    request_id = baggage.get_baggage(REQUEST_ID_KEY)
+    request_id = current_request_id()
     if request_id:
         trailing += ((REQUEST_ID_HEADER, str(request_id)),)
     servicer.set_trailing_metadata(trailing)
