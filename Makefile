@@ -33,8 +33,10 @@ deps-bench: tools
 	@$(SYNC) --inexact --no-default-groups --group local --group bench
 	@$(COMPILE_OWN)
 
+# `npm ci` installs exactly the lock file and never rewrites it (`npm install` adds the
+# optional platform entries of the machine it runs on to package-lock.json).
 $(BUF): package.json package-lock.json
-	@npm install --no-audit --no-fund --silent
+	@npm ci --no-audit --no-fund --silent
 	@touch $(BUF)
 
 up: deps-run  ## Run the whole system locally (emulator, topology, migrations, all services).
