@@ -19,6 +19,7 @@ import psycopg
 
 from bench import procs
 from eventforge.runtime.emulator import free_port
+from eventforge.runtime.processes import die_with_parent
 from harness.workspace import dsn
 
 _READY = re.compile(r"^ready in ([0-9.]+)s")
@@ -78,6 +79,7 @@ class Stack:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # a prctl call: async-signal-safe
         )
         assert self.process.stdout is not None
         threading.Thread(
@@ -182,6 +184,7 @@ class NoopServer:
             text=True,
             cwd=Path(__file__).resolve().parent.parent,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # a prctl call: async-signal-safe
         )
         assert self.process.stdout is not None
         lines: queue.Queue[str | None] = queue.Queue()

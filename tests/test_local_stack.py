@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -11,6 +16,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
+from eventforge.cli.local_stack import RecordedProcess, StackState
 from eventforge.runtime.emulator import free_port
 from tests.fixtures.up import UP, marker_of, pids_with, port_variables, running_up, up_environment
 
@@ -33,6 +39,7 @@ def test_up_serves_every_service_and_ctrl_c_stops_everything(tmp_path: Path) -> 
     assert up.returncode == 0, up.output()
     assert "stopped" in up.output()
     assert pids_with(up.marker) == {}
+    assert not (tmp_path / "data" / "stack.json").exists()
 
 
 def test_api_processes_share_each_service_port(tmp_path: Path) -> None:
@@ -71,3 +78,103 @@ def test_up_reports_a_failed_migration_and_leaves_nothing_running(tmp_path: Path
     assert "stopped" in done.stdout
     assert (tmp_path / "data" / "logs" / "migrate.log").exists()
     assert pids_with(marker_of(tmp_path)) == {}
+
+
+def _no_aws_credentials(tmp_path: Path) -> dict[str, str]:
+    """Variables that leave boto3 no credentials to find (and no instance metadata to ask)."""
+    return {
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+def _eventforge(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "eventforge.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _wait_until_gone(marker: str, seconds: float) -> dict[int, dict[str, str]]:
+    deadline = time.monotonic() + seconds
+    while (left := pids_with(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def test_operator_commands_find_the_stack_and_a_killed_up_leaves_nothing(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    no_credentials = _no_aws_credentials(tmp_path)
+    shell = up_environment(tmp_path, no_credentials)  # a second shell: no AWS_ENDPOINT_URL
+    nothing_running = _eventforge(shell, "queues")
+    assert nothing_running.returncode == 1
+    assert "no local stack running in" in nothing_running.stderr
+    assert "start the local stack with `make up`" in nothing_running.stderr
+    assert "Traceback" not in nothing_running.stderr
+
+    with running_up(tmp_path, {**port_variables(ports), **no_credentials}) as up:
+        queues = _eventforge(shell, "queues", "--json")
+        assert queues.returncode == 0, queues.stderr
+        endpoint = f"http://127.0.0.1:{ports['emulator']}"
+        assert f"acting on {endpoint} (the local stack of {tmp_path / 'data'}" in queues.stderr
+        assert "account 123456789012, region us-east-1" in queues.stderr
+        assert "orders-orders" in queues.stdout
+        recorded = StackState.read(tmp_path / "data")
+        assert recorded is not None
+        assert recorded.supervisor.pid == up.process.pid
+        names = {p.name for p in recorded.processes}
+        assert {"emulator", "orders", "files", "notifier"} <= names
+        assert {p.pid for p in recorded.processes} <= set(pids_with(up.marker))
+
+        up.process.kill()  # as an OOM kill or a closed terminal would
+        up.process.wait(timeout=10)
+        left = _wait_until_gone(up.marker, 30)
+        assert left == {}, f"processes outlived their killed supervisor: {sorted(left)}"
+
+    again = _eventforge(shell, "queues")
+    assert again.returncode == 1, "a dead stack's endpoint must not be used"
+    with running_up(tmp_path, port_variables(ports)) as restarted:
+        assert "ready in" in restarted.output()
+    assert restarted.returncode == 0, restarted.output()
+
+
+def test_up_refuses_a_taken_port_at_once_and_names_its_holder(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    with socket.create_server(("127.0.0.1", ports["files"])):
+        started = time.monotonic()
+        done = _eventforge(up_environment(tmp_path, port_variables(ports)), "up")
+        took = time.monotonic() - started
+    assert done.returncode == 1
+    assert f"files 127.0.0.1:{ports['files']}: in use by pid {os.getpid()}" in done.stderr
+    assert "restarted" not in done.stdout + done.stderr
+    assert took < 15, f"refusing a taken port took {took:.1f} s"
+    assert pids_with(marker_of(tmp_path)) == {}
+
+
+def test_up_names_the_processes_a_killed_up_left_behind(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = up_environment(
+        tmp_path,
+        port_variables({n: free_port() for n in ("orders", "files", "notifier", "emulator")}),
+    )
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead_supervisor = RecordedProcess("eventforge up", gone.pid, time.time() - 60)
+    leftover = subprocess.Popen(["sleep", "120"], env=env)
+    try:
+        StackState(
+            supervisor=dead_supervisor,
+            aws_endpoint_url="http://127.0.0.1:1",
+            aws_region="us-east-1",
+            name_prefix="eventforge",
+            addresses={},
+            processes=(RecordedProcess.of("orders", leftover.pid),),
+        ).write(data_dir)
+        done = _eventforge(env, "up")
+        assert done.returncode == 1
+        assert f"orders (pid {leftover.pid})" in done.stderr
+        assert f"kill {leftover.pid}" in done.stderr
+        assert leftover.poll() is None, "up must not kill what it only recognises"
+    finally:
+        leftover.send_signal(signal.SIGTERM)
+        leftover.wait()
+    assert (data_dir / "stack.json").exists()

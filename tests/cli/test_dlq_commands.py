@@ -115,11 +115,15 @@ def test_queues_lists_every_queue_and_dlq_with_visible_counts(
     assert table["files-uploads-dlq"][3] != "-"  # peeked
     assert "eventforge dlq show files-uploads" in result.output
     assert queue_depth(sqs, queues["files-uploads"].dlq_url) == (3, 0)  # the peek hid nothing
+    assert result.stderr.startswith(
+        f"acting on {aws_settings.aws_endpoint_url} (AWS_ENDPOINT_URL): account 123456789012, "
+        f"region {aws_settings.aws_region}, prefix {aws_settings.name_prefix!r}"
+    )
 
     as_json = _run(cli, "queues", "--json")
 
     assert as_json.exit_code == 0, as_json.output
-    document = json.loads(as_json.output)
+    document = json.loads(as_json.stdout)  # the stack it acts on is said on stderr
     assert document["prefix"] == aws_settings.name_prefix
     by_name = {q["name"]: q for q in document["queues"]}
     assert {name: q["visible"] for name, q in by_name.items()} == expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from pydantic import ValidationError
 
+from eventforge.cli.local_stack import aimed, port_free
 from eventforge.runtime.settings import Settings
 
 
@@ -24,12 +25,13 @@ def dashboard_command(addr: str | None) -> None:
     """
     try:
         settings = Settings(dashboard_addr=addr) if addr is not None else Settings()
+        settings, where = aimed(settings)
     except ValidationError as error:
         messages = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in error.errors())
         raise click.UsageError(messages) from None
     if not settings.dashboard_addr:
         raise click.UsageError("EVENTFORGE_DASHBOARD_ADDR is empty: give --addr HOST:PORT")
-    from eventforge.dashboard.server import port_free, serve
+    from eventforge.dashboard.server import serve
     from eventforge.runtime.settings import split_address
 
     host, port = split_address(settings.dashboard_addr)
@@ -39,4 +41,5 @@ def dashboard_command(addr: str | None) -> None:
             "--addr or EVENTFORGE_DASHBOARD_ADDR"
         )
     click.echo(f"dashboard         {settings.dashboard_url}", err=True)
+    click.echo(f"acting on         {where}", err=True)
     serve(settings)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from eventforge.cli.local_stack import operator_settings
 from eventforge.runtime.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def queues_command(as_json: bool) -> None:
     from eventforge.runtime import aws
     from eventforge.runtime.messaging import dlq
 
-    settings = Settings()
+    settings = operator_settings()
     with _aws_errors(settings):
         stats = dlq.queue_stats(
             aws.sqs(settings), _names(settings), cloudwatch=dlq.cloudwatch(settings)
@@ -165,7 +166,7 @@ def dlq_show_command(queue: str, max_messages: int) -> None:
     from eventforge.runtime import aws
     from eventforge.runtime.messaging import dlq
 
-    settings = Settings()
+    settings = operator_settings()
     resolved = _queue(settings, queue)
     with _aws_errors(settings):
         letters = dlq.peek(aws.sqs(settings), resolved, max_messages)
@@ -227,7 +228,7 @@ def dlq_redrive_command(queue: str, message_ids: tuple[str, ...], redrive_all: b
 
     if bool(message_ids) == redrive_all:
         raise click.UsageError("give either --id ID (one or more) or --all")
-    settings = Settings()
+    settings = operator_settings()
     resolved = _queue(settings, queue)
     logical = resolved.spec.name
 
@@ -270,7 +271,7 @@ def dlq_purge_command(queue: str, yes: bool) -> None:
     from eventforge.runtime import aws
     from eventforge.runtime.messaging import dlq
 
-    settings = Settings()
+    settings = operator_settings()
     resolved = _queue(settings, queue)
     logical = resolved.spec.name
     sqs = aws.sqs(settings)

@@ -15,9 +15,16 @@ import click
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from eventforge.cli.local_stack import (
+    RecordedProcess,
+    StackState,
+    port_free,
+    refuse_busy_ports,
+    refuse_to_start_over,
+)
 from eventforge.cli.stack import roles_of
 from eventforge.cli.supervisor import Supervisor, child_environment, python_command
-from eventforge.runtime.emulator import Emulator
+from eventforge.runtime.emulator import LOOPBACK, Emulator
 from eventforge.runtime.grpc.tls import Identity
 from eventforge.runtime.settings import SERVICES, ServiceName, Settings, split_address
 
@@ -72,16 +79,9 @@ def dashboard_url(settings: Settings) -> tuple[str | None, str]:
         return None, "off (EVENTFORGE_DASHBOARD_ADDR is empty)"
     if not all(importlib.util.find_spec(name) for name in ("fastapi", "uvicorn")):
         return None, "off (needs the `local` dependency group: fastapi, uvicorn)"
-    # Not dashboard.server.port_free: that module imports uvicorn, which `up` keeps off its path.
-    import socket
-
     host, port = split_address(settings.dashboard_addr)
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return None, f"off ({settings.dashboard_addr} is in use; set EVENTFORGE_DASHBOARD_ADDR)"
+    if not port_free(host, port):
+        return None, f"off ({settings.dashboard_addr} is in use; set EVENTFORGE_DASHBOARD_ADDR)"
     return settings.dashboard_url, ""
 
 
@@ -98,9 +98,43 @@ def metrics_environment(url: str) -> dict[str, str]:
     }
 
 
+def local_ports(settings: Settings) -> list[tuple[str, str]]:
+    """(name, host:port) of everything `up` will listen on (the dashboard checks its own)."""
+    ports = (
+        [] if settings.aws_endpoint_url else [("emulator", f"{LOOPBACK}:{settings.emulator_port}")]
+    )
+    return ports + [(service, settings.address_of(service)) for service in SERVICES]
+
+
+def record_state(settings: Settings, emulator: Emulator | None, *supervisors: Supervisor) -> None:
+    """Write the state file other commands (and the next `up`) read: see `local_stack`."""
+    processes = [
+        RecordedProcess.of(child.name, child.pid)
+        for supervisor in supervisors
+        for child in supervisor.children
+        if child.pid is not None and child.exited() is None
+    ]
+    if emulator is not None and emulator.pid is not None:
+        processes.insert(0, RecordedProcess.of("emulator", emulator.pid))
+    StackState(
+        supervisor=RecordedProcess.of("eventforge up", os.getpid()),
+        aws_endpoint_url=settings.aws_endpoint_url,
+        aws_region=settings.aws_region,
+        name_prefix=settings.name_prefix,
+        addresses={service: settings.address_of(service) for service in SERVICES},
+        processes=tuple(processes),
+    ).write(settings.data_dir)
+
+
 def run_stack(settings: Settings, timeout: float) -> int:
-    """Start everything, wait for SERVING, supervise until SIGINT/SIGTERM; return an exit code."""
+    """Start everything, wait for SERVING, supervise until SIGINT/SIGTERM; return an exit code.
+
+    Refuses at once (ClickException) if another `up` of the data directory runs or left
+    processes behind, or if a port it needs is taken.
+    """
     started = time.monotonic()
+    refuse_to_start_over(settings.data_dir)
+    refuse_busy_ports(local_ports(settings))
     logs_dir = settings.data_dir / "logs"
     logs_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -158,6 +192,7 @@ def run_stack(settings: Settings, timeout: float) -> int:
             for n in range(2, settings.api_processes + 1):
                 api = python_command("serve", service, "api")
                 supervisor.spawn(f"{service}-api-{n}", api, log_path)
+        record_state(settings, emulator, supervisor)
         if emulator:
             emulator.wait_ready()
         run_step("provision", env, logs_dir / "provision.log")
@@ -178,13 +213,17 @@ def run_stack(settings: Settings, timeout: float) -> int:
             dashboard_supervisor.spawn(
                 "dashboard", python_command("dashboard"), logs_dir / "dashboard.log"
             )
+            record_state(settings, emulator, supervisor, dashboard_supervisor)
         click.echo(f"dashboard         {dashboard or dashboard_off}")
         click.echo(f"spans             {settings.spans_path}")
         click.echo(f"logs              {logs_dir}/")
         click.echo(f"ready in {time.monotonic() - started:.1f}s; Ctrl-C stops everything")
         while not stop.wait(1.0):
-            for event in supervisor.check():
+            restarted = supervisor.check()
+            for event in restarted:
                 click.echo(event, err=True)
+            if restarted:
+                record_state(settings, emulator, supervisor, dashboard_supervisor)
             if dashboard_supervisor.children:
                 try:
                     for event in dashboard_supervisor.check():
@@ -206,4 +245,5 @@ def run_stack(settings: Settings, timeout: float) -> int:
         dashboard_supervisor.stop(5)
         if emulator:
             emulator.stop()
+        StackState.remove(settings.data_dir)
         click.echo("stopped")

@@ -3,7 +3,6 @@ process `eventforge up` supervises) or on a background thread (tests, embedding)
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from typing import Any
@@ -32,18 +31,6 @@ def serve(settings: Settings) -> None:
 
     host, port = split_address(settings.dashboard_addr)
     uvicorn.Server(config(create_app(settings), host, port)).run()
-
-
-def port_free(host: str, port: int) -> bool:
-    """Whether something could listen on host:port now (nothing else does)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class BackgroundServer:

@@ -144,8 +144,12 @@ def cloudwatch(settings: Settings) -> Any:
     return _client(settings, "cloudwatch", _options(settings))
 
 
-def topic_arn(settings: Settings, topic_name: str) -> str:
-    """The ARN of a topic in this account and region (GetCallerIdentity needs no permission)."""
+def account_id(settings: Settings) -> str:
+    """The account the settings' credentials act in (GetCallerIdentity needs no permission)."""
     sts = _client(settings, "sts", _options(settings))
-    account = sts.get_caller_identity()["Account"]
-    return f"arn:aws:sns:{settings.aws_region}:{account}:{topic_name}"
+    return str(sts.get_caller_identity()["Account"])
+
+
+def topic_arn(settings: Settings, topic_name: str) -> str:
+    """The ARN of a topic in this account and region."""
+    return f"arn:aws:sns:{settings.aws_region}:{account_id(settings)}:{topic_name}"

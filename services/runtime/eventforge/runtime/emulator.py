@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from eventforge.runtime.processes import die_with_parent
+
 LOOPBACK = "127.0.0.1"
 SERVER_MODULE = "eventforge.runtime.emulator_server"
 """The module the child runs: moto.server's command line, with SES event publishing."""
@@ -68,6 +70,11 @@ class Emulator:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id, once launched."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the process has been started and has not exited."""
         return self._process is not None and self._process.poll() is None
@@ -96,6 +103,7 @@ class Emulator:
             stderr=subprocess.STDOUT,
             # Its own session: a Ctrl-C in our terminal reaches us, and we decide when it stops.
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # a prctl call: async-signal-safe
         )
 
     def wait_ready(self) -> None:
