@@ -12,14 +12,18 @@ help:  ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 tools:
-	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || { \
+		echo "installing uv with pip (first run only)"; python3 -m pip install --quiet uv; }
 
 # Bytecode is compiled at install time (uv's --compile-bytecode, compileall for our own
 # sources): every process then loads it instead of compiling each module as it imports it,
 # which is most of a process's start on a small machine (and with PYTHONDONTWRITEBYTECODE set,
 # Python never caches what it compiles).
-SYNC := $(UV) sync --frozen --compile-bytecode --quiet
-COMPILE_OWN := $(UV) run --frozen --no-sync python -m compileall -q -j 0 services harness bench chaos >/dev/null
+# The first install (no .venv yet) takes about 40 s: it says so and shows uv's progress; later
+# ones, which install nothing or little, stay quiet.
+FIRST_RUN := $(if $(wildcard .venv/bin/python),,yes)
+SYNC := $(if $(FIRST_RUN),echo "first run: installing the locked Python dependencies into .venv with uv (about 40 s)" && )$(UV) sync --frozen --compile-bytecode $(if $(FIRST_RUN),,--quiet)
+COMPILE_OWN := $(if $(FIRST_RUN),echo "compiling EventForge's own modules" && )$(UV) run --frozen --no-sync python -m compileall -q -j 0 services harness bench chaos >/dev/null
 
 deps-run: tools
 	@$(SYNC) --inexact --no-default-groups --group local
