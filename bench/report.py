@@ -111,6 +111,18 @@ GOALS = (
         subject="stack_processes",
     ),
     Goal(
+        "pipeline_drain_s",
+        "orders placed at 50/s for 60 s, whole stack: seconds past the load's end until every "
+        "one is CONFIRMED, its receipt rendered and its confirmation email sent",
+        "<=",
+        5,
+        " s",
+        subject="pipeline_orders_per_s",
+        baseline="pipeline_create_p99_ms",
+        subject_label="placed/s",
+        baseline_label="CreateOrder p99 ms",
+    ),
+    Goal(
         "startup_s",
         "eventforge up (PostgreSQL) to all SERVING",
         "<=",

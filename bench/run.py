@@ -19,6 +19,13 @@ Phases:
    stack is given time to go quiet (its worker and relay catch up with the orders just
    placed), so the baseline does not share the CPUs with that backlog.
 
+3. pipeline (`bench.pipeline`): a fresh `eventforge up` on the same database, orders placed at
+   `--pipeline-rate` for `--pipeline-seconds` (CreateOrder with a customer email, open loop),
+   each followed until CONFIRMED, its receipt rendered and its confirmation email sent; then
+   `--ceiling-rates`, 20 s each, while the stack keeps up (everything done within 5 s of the
+   load's end). Per round: CreateOrder p50/p99, the drain time, what waited at the load's end,
+   CPU milliseconds per order of each process and of PostgreSQL.
+
 Writes `bench/results.json` (headline figures, goals, raw figures, per-round values) and
 `bench/latency.png` (latency distributions), and prints the table.
 """
@@ -36,13 +43,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import messaging, procs, report
+from bench import messaging, pipeline, procs, report
 from bench.environment import ADMIN_URL, in_process_settings
 from bench.stack import NoopServer, Stack
 from eventforge.cli.load import LatencySummary, LoadResult, LoadSpec, Operation, run_load
 from harness.workspace import Workspace, workspace
 
 HERE = Path(__file__).resolve().parent
+GOAL_DRAIN_S = 5.0
+"""A rate is kept up with when every order is done within this long after the load."""
+CEILING_SECONDS = 20.0
 
 
 def log(message: str) -> None:
@@ -81,7 +91,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--e2e-events", type=int, default=40, help="events per e2e round")
     parser.add_argument("--e2e-interval", type=float, default=0.05)
     parser.add_argument("--startup-rounds", type=int, default=3)
-    parser.add_argument("--only", choices=("backbone", "stack"), help="run one phase")
+    parser.add_argument("--pipeline-rate", type=float, default=50.0, help="orders/s of the goal")
+    parser.add_argument("--pipeline-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--ceiling-rates",
+        default="70,90,110",
+        help="orders/s tried after the goal round, 20 s each, until one does not keep up",
+    )
+    parser.add_argument("--drain-timeout", type=float, default=90.0)
+    parser.add_argument("--only", choices=("backbone", "stack", "pipeline"), help="run one phase")
     parser.add_argument("--quick", action="store_true", help="1 round, small sizes (smoke)")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
     parser.add_argument("--chart", type=Path, default=HERE / "latency.png")
@@ -92,6 +110,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.load_seconds, args.load_warmup = 3.0, 1.0
         args.relay_events = args.consumer_messages = 50
         args.e2e_events, args.e2e_rounds = 20, 1
+        args.pipeline_rate, args.pipeline_seconds, args.ceiling_rates = 10.0, 5.0, ""
     return args
 
 
@@ -211,6 +230,44 @@ def stack_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> None
     out.figures["stack_span_file_mb"] = (
         round(spans.stat().st_size / 2**20, 1) if spans.exists() else 0
     )
+
+
+def pipeline_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> None:
+    """The whole stack at a fixed order rate, each order followed to its email (`pipeline`)."""
+    stack = Stack(ws.root / "pipeline", ws.database_url)
+    try:
+        stack.start()
+        # Warm up: connections, pools, the first receipt's fonts; not measured.
+        pipeline.run_round(stack, 5.0, 3.0, drain_timeout=args.drain_timeout, log=log)
+        goal = pipeline.run_round(
+            stack,
+            args.pipeline_rate,
+            args.pipeline_seconds,
+            drain_timeout=args.drain_timeout,
+            log=log,
+        )
+        log(f"pipeline {goal.rate:g}/s for {goal.seconds:g}s: {goal.as_dict()}")
+        rounds = [goal]
+        ceiling = goal.achieved_rate if goal.kept_up else None
+        for rate in [float(r) for r in args.ceiling_rates.split(",") if r]:
+            if not rounds[-1].kept_up or (rounds[-1].drain_s or 0) > GOAL_DRAIN_S:
+                break
+            probe = pipeline.run_round(
+                stack, rate, CEILING_SECONDS, drain_timeout=args.drain_timeout, log=log
+            )
+            log(f"pipeline {rate:g}/s for {CEILING_SECONDS:g}s: {probe.as_dict()}")
+            rounds.append(probe)
+            if probe.kept_up and (probe.drain_s or 0) <= GOAL_DRAIN_S:
+                ceiling = probe.achieved_rate
+    finally:
+        stack.stop()
+    out.figures["pipeline_drain_s"] = goal.drain_s
+    out.figures["pipeline_orders_per_s"] = goal.achieved_rate
+    out.figures["pipeline_create_p99_ms"] = goal.create_p99_ms
+    out.figures["pipeline_failed_calls"] = goal.failed
+    out.figures["pipeline_cpu_ms_per_order"] = goal.cpu_ms_per_order
+    out.figures["pipeline_ceiling_orders_per_s"] = ceiling
+    out.figures["pipeline_rounds"] = [r.as_dict() for r in rounds]
 
 
 def _spec(
@@ -431,6 +488,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             backbone_phase(ws, args, out)
         if args.only in (None, "stack"):
             stack_phase(ws, args, out)
+        if args.only in (None, "pipeline"):
+            pipeline_phase(ws, args, out)
     document = summarise(out, args, started)
     report.write_results(document, args.output)
     if out.series:

@@ -112,13 +112,13 @@ class Stack:
         return [
             pid
             for pid in self.pids()
-            if _short_name(procs.command_line(pid)).split("-")[:2] == [service, "api"]
+            if short_name(procs.command_line(pid)).split("-")[:2] == [service, "api"]
         ]
 
     def memory(self) -> list[procs.ProcessMemory]:
         if self.process is None:
             return []
-        return procs.memory_of_tree(self.process.pid, _short_name)
+        return procs.memory_of_tree(self.process.pid, short_name)
 
     def log(self) -> str:
         return "".join(self.output[-40:])
@@ -156,8 +156,8 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None], keep: list[str]) -> N
     lines.put(None)
 
 
-def _short_name(command: str) -> str:
-    if "moto.server" in command:
+def short_name(command: str) -> str:
+    if "moto.server" in command or "emulator_server" in command:
         return "emulator"
     words = command.split()
     if "serve" in words:

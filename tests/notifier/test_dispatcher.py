@@ -103,3 +103,28 @@ def test_retries_follow_the_backoff_until_the_delivery_fails() -> None:
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.005
     assert gaps[1] >= 0.01
+
+
+def test_a_backlog_of_emails_is_worked_off_from_one_run_using_every_thread() -> None:
+    uow, mailer = FakeUnitOfWork(), FakeMailer()
+    for n in range(20):
+        run_fan_out(uow, confirmed(f"c{n}@example.com"))
+    dispatcher = Dispatcher(
+        uow=uow,
+        transport=FakeTransport(),
+        resolver=FakeResolver(PUBLIC),
+        mailer=mailer,
+        policy=POLICY,
+        email_policy=EmailPolicy(),
+        concurrency=4,
+    )
+    try:
+        # No webhook is due: emails take every free thread (4), not only their guaranteed half;
+        # attempts finishing meanwhile have it look again, so it may start more.
+        assert dispatcher.run_once() >= 4
+        # Each finished email claims the next while the pool is full: no further runs needed.
+        eventually(lambda: len(mailer.sent) == 20)
+    finally:
+        dispatcher.shutdown()
+    assert all(n.status is NotificationStatus.SENT for n in uow.notifications.rows.values())
+    assert dispatcher.run_once() == 0

@@ -72,17 +72,54 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
+        self._claiming = threading.Lock()
+        self._look_again = False
+        self._saturated = False
+        """The last claim filled every free thread: more is probably due."""
         self._busy: Counter[str] = Counter()
         self._closed = False
 
     def run_once(self) -> int:
-        """Claim what is due and fits in the pool, and start it; how many were started."""
+        """Claim what is due and fits in the pool, and start it; how many were started.
+
+        Never runs twice at once: a call made while another claims asks that one to look
+        again instead. While the pool is full, each finished attempt calls it (from the pool's
+        thread), so a backlog is worked off as fast as attempts finish rather than one pool's
+        worth per periodic run.
+        """
+        if not self._claiming.acquire(blocking=False):
+            self._look_again = True
+            return 0
+        try:
+            started = 0
+            while True:
+                self._look_again = False
+                started += self._claim_and_start()
+                if not self._look_again:
+                    return started
+        finally:
+            self._claiming.release()
+
+    def _claim_and_start(self) -> int:
         with self._lock:
             if self._closed:
                 return 0
             free, busy = self.concurrency - self._in_flight, dict(self._busy)
-        # Emails get up to half of the free threads first, so a webhook backlog cannot starve them.
+        # Emails get up to half of the free threads first, so a webhook backlog cannot starve
+        # them; webhooks get the rest, and emails what webhooks leave.
         emails = claim_emails(uow=self.uow(), limit=(free + 1) // 2, policy=self.email_policy)
+        deliveries = claim_deliveries(
+            uow=self.uow(),
+            limit=free - len(emails),
+            busy=busy,
+            per_endpoint=self.per_endpoint,
+            lease=self.policy.lease,
+        )
+        left = free - len(emails) - len(deliveries)
+        if left > 0 and len(emails) == (free + 1) // 2:
+            emails += claim_emails(uow=self.uow(), limit=left, policy=self.email_policy)
+        with self._lock:
+            self._saturated = free > 0 and len(emails) + len(deliveries) == free
         for notification in emails:
             self._start(
                 "",
@@ -95,13 +132,6 @@ class Dispatcher:
                 ),
                 partial(self._email_done, notification.attempts),
             )
-        deliveries = claim_deliveries(
-            uow=self.uow(),
-            limit=free - len(emails),
-            busy=busy,
-            per_endpoint=self.per_endpoint,
-            lease=self.policy.lease,
-        )
         for due in deliveries:
             self._start(
                 due.webhook_id,
@@ -172,11 +202,19 @@ class Dispatcher:
                 self._busy[endpoint] -= 1
                 if self._busy[endpoint] <= 0:
                     del self._busy[endpoint]
-            self._idle.notify_all()
+            claim_more = self._saturated and not self._closed
         try:
             measure(done)
         except Exception:  # a metric must never break the dispatcher
             log.exception("recording a delivery's metrics failed")
+        if claim_more:
+            try:
+                self.run_once()
+            except Exception:  # the periodic run claims it then
+                log.exception("claiming after a finished attempt failed")
+        with self._lock:
+            # Only now: whoever waits for idle sees what that claim started.
+            self._idle.notify_all()
         error = done.exception()
         if error is not None:
             # Its lease runs out and it is claimed again; the failure itself must be seen.
