@@ -7,9 +7,7 @@ emulator's SES accepted from moto's model dump; dead letters with `ReceiveMessag
 
 from __future__ import annotations
 
-import json
 import re
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ from chaos.check import (
 )
 from eventforge.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from eventforge.runtime import aws
+from eventforge.runtime.emulator import Emulator, EmulatorError
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
 
@@ -239,20 +238,13 @@ def email_outcomes(logs: Path) -> Counter[str]:
     return found
 
 
-def ses_sent(emulator_url: str) -> list[tuple[str, str]] | None:
-    """(recipient, subject) of every email moto's SES accepted, from its model dump."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def ses_sent(emulator: Emulator) -> list[tuple[str, str]] | None:
+    """(recipient, subject) of every email the emulator's SES accepted; None if unreadable."""
     try:
-        with opener.open(f"{emulator_url}/moto-api/data.json", timeout=60) as response:
-            data = json.loads(response.read())
-    except (OSError, ValueError):
+        emails = emulator.sent_emails()
+    except (OSError, ValueError, EmulatorError):
         return None
-    sent: list[tuple[str, str]] = []
-    for message in data.get("ses", {}).get("Message", []):
-        destinations = message.get("destinations") or {}
-        for recipient in destinations.get("ToAddresses", []):
-            sent.append((str(recipient).lower(), str(message.get("subject", ""))))
-    return sent
+    return [(recipient.lower(), email.subject) for email in emails for recipient in email.to]
 
 
 def observe(
@@ -260,7 +252,7 @@ def observe(
     connection: psycopg.Connection[tuple[Any, ...]],
     notifier_address: str,
     webhook_id: str,
-    emulator_url: str,
+    emulator: Emulator,
     queues: Queues,
     accepted_orders: list[str],
     accepted_uploads: list[str],
@@ -310,7 +302,7 @@ def observe(
         deliveries=deliveries,
         webhook_received=webhook_received,
         webhook_subscribed=bool(webhook_id),
-        ses_sent=ses_sent(emulator_url),
+        ses_sent=ses_sent(emulator),
         dead_letters=queues.dead_letters(),
         poison_markers=poison_markers,
     )

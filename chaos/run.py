@@ -247,7 +247,7 @@ def _run(
             connection=connection,
             notifier_address=stack.address_of("notifier"),
             webhook_id=webhook_id,
-            emulator_url=ws.emulator.url,
+            emulator=ws.emulator,
             queues=queues,
             accepted_orders=accepted_orders,
             accepted_uploads=accepted_uploads,

@@ -20,6 +20,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from eventforge.runtime.emulator import Emulator, free_port
+from eventforge.runtime.settings import Settings
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REGION = "us-east-1"
@@ -114,7 +115,9 @@ def workspace(kind: str, *, admin: str, keep: bool = False) -> Iterator[Workspac
     saved = dict(os.environ)
     isolate_aws_environment(root)
     database_name, database_url = create_database(admin, kind)
-    emulator = Emulator(free_port(), log_path=root / "logs" / "emulator.log")
+    emulator = Emulator(
+        free_port(), kind=Settings().emulator, log_path=root / "logs" / "emulator.log"
+    )
     try:
         emulator.start()
         yield Workspace(root, database_name, database_url, emulator)

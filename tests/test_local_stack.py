@@ -12,12 +12,16 @@ from pathlib import Path
 
 import grpc
 import pytest
+import requests
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
 from eventforge.cli.local_stack import RecordedProcess, StackState
+from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
 from eventforge.runtime.emulator import free_port
+from tests.fixtures.orders import order_request
+from tests.fixtures.polling import eventually
 from tests.fixtures.up import UP, marker_of, pids_with, port_variables, running_up, up_environment
 
 pytestmark = pytest.mark.integration
@@ -178,3 +182,52 @@ def test_up_names_the_processes_a_killed_up_left_behind(tmp_path: Path) -> None:
         leftover.send_signal(signal.SIGTERM)
         leftover.wait()
     assert (data_dir / "stack.json").exists()
+
+
+def _receipt_url(stub: orders_pb2_grpc.OrdersServiceStub, order_id: str) -> str | None:
+    try:
+        reply = stub.GetReceiptUrl(orders_pb2.GetReceiptUrlRequest(order_id=order_id), timeout=5)
+    except grpc.RpcError as error:
+        if error.code() == grpc.StatusCode.FAILED_PRECONDITION:  # not rendered yet
+            return None
+        raise
+    return str(reply.url)
+
+
+@pytest.mark.parametrize("emulator", ["ministack", "moto"])
+def test_a_restart_keeps_emulator_and_databases_in_step(tmp_path: Path, emulator: str) -> None:
+    """ministack keeps its state in the data directory, as the services keep theirs: a receipt
+    link works after a restart. moto starts empty, so the SQLite databases start empty too,
+    with a message, instead of pointing at files that are gone."""
+    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    variables = {**port_variables(ports), "EVENTFORGE_EMULATOR": emulator}
+    orders_address = f"127.0.0.1:{ports['orders']}"
+    with running_up(tmp_path, variables) as first:
+        kept = f"state in {tmp_path / 'data' / 'emulator'}"
+        assert (kept in first.output()) == (emulator == "ministack"), first.output()
+        with grpc.insecure_channel(orders_address) as channel:
+            stub = orders_pb2_grpc.OrdersServiceStub(channel)
+            request = order_request(
+                "restart-1", customer_id="restart", customer_email="restart@example.com"
+            )
+            order_id = stub.CreateOrder(request, timeout=10).order.order_id
+            url = eventually(lambda: _receipt_url(stub, order_id), 60, "the receipt")
+        assert requests.get(url, timeout=10).status_code == 200
+    assert first.returncode == 0, first.output()
+
+    with (
+        running_up(tmp_path, variables) as second,
+        grpc.insecure_channel(orders_address) as channel,
+    ):
+        stub = orders_pb2_grpc.OrdersServiceStub(channel)
+        if emulator == "moto":
+            assert "the services' databases of the earlier run were removed" in second.output()
+            with pytest.raises(grpc.RpcError) as forgotten:
+                stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=5)
+            assert forgotten.value.code() == grpc.StatusCode.NOT_FOUND
+            return
+        again = _receipt_url(stub, order_id)
+        assert again is not None
+        answer = requests.get(again, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.content.startswith(b"%PDF")

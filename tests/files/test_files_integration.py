@@ -219,7 +219,6 @@ def test_a_pdf_put_to_its_presigned_url_gets_its_page_count(stack: Stack) -> Non
 @pytest.mark.parametrize(
     ("declared", "data", "content_type", "fragment"),
     [
-        pytest.param(100, b"x" * 200, "text/plain", "200 bytes but 100", id="oversize"),
         pytest.param(None, media.EXECUTABLE, "image/png", "x-msdownload", id="exe-as-png"),
         pytest.param(None, media.CORRUPT_PNG, "image/png", "image/png", id="corrupt-png"),
     ],
@@ -239,6 +238,29 @@ def test_bad_uploads_are_rejected_and_quarantined(
     with pytest.raises(grpc.RpcError) as raised:
         stack.files.GetDownloadUrl(files_pb2.GetDownloadUrlRequest(file_id=file.file_id))
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.security
+def test_an_upload_over_its_declared_size_is_refused_by_s3_and_caught_past_it(
+    stack: Stack,
+) -> None:
+    created = stack.create("text/plain", 100)
+    data = b"x" * 200
+    upload = created.upload
+    refused = stack.http.post(
+        upload.url, data=dict(upload.fields), files={"file": ("f", data, "text/plain")}
+    )
+    # The presigned POST's policy pins the size (content-length-range), as S3 enforces it.
+    assert refused.status_code == 400, refused.text
+    assert "EntityTooLarge" in refused.text
+    # An object written past the policy (by a principal allowed s3:PutObject) is still caught.
+    key = f"incoming/{created.file.file_id}"
+    stack.s3.put_object(Bucket=stack.buckets["uploads"], Key=key, Body=data)
+    file = stack.settle(created.file.file_id)
+    assert file.status == Status.FILE_STATUS_REJECTED, file
+    assert "200 bytes but 100" in file.rejection_reason
+    assert stack.exists("uploads", f"quarantine/{file.file_id}")
+    assert stack.events("file.rejected", file.file_id) == 1
 
 
 def test_duplicate_notifications_are_processed_once(stack: Stack) -> None:

@@ -115,7 +115,7 @@ def test_the_send_event_records_the_email_of_a_killed_sender_and_nothing_is_sent
     notification = pending_email(stack_settings)
     message_id = kill_after_ses_answer(stack_settings, notification)
     [accepted] = ses_messages_to(emulator, notification.recipient)
-    assert accepted["id"] == message_id
+    assert accepted.id == message_id
     assert stored(stack_settings, notification.notification_id).status is (
         NotificationStatus.SENDING
     )

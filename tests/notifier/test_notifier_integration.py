@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import grpc
 import pytest
@@ -32,7 +31,7 @@ from eventforge.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
 from eventforge.runtime import aws
 from eventforge.runtime.db import create_service_engine
-from eventforge.runtime.emulator import Emulator
+from eventforge.runtime.emulator import Emulator, SentEmail
 from eventforge.runtime.messaging.envelope import decode, encode, new_envelope
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
@@ -234,9 +233,9 @@ def sent_email(
     return email
 
 
-def ses_message(emulator: Emulator, recipient: str, message_id: str) -> dict[str, Any]:
+def ses_message(emulator: Emulator, recipient: str, message_id: str) -> SentEmail:
     """The email SES accepted with the provider id the notifier recorded."""
-    [message] = [m for m in ses_messages_to(emulator, recipient) if m["id"] == message_id]
+    [message] = [m for m in ses_messages_to(emulator, recipient) if m.id == message_id]
     return message
 
 
@@ -301,8 +300,8 @@ def test_a_confirmed_order_emails_the_customer_and_delivers_signed_webhooks(
         "email",
     )
     message = ses_message(emulator, customer, email.provider_message_id)
-    assert order.order_id in message["subject"]
-    assert "12.99 USD" in message["body"]
+    assert order.order_id in message.subject
+    assert "12.99 USD" in message.body
 
     # The failing endpoint: attempts with growing waits, FAILING after 3, FAILED after 4.
     failed = eventually(
@@ -367,8 +366,8 @@ def test_a_receipt_email_links_the_pdf_files_stored(
     assert order.order_id in email.subject
     message = ses_message(emulator, customer, email.provider_message_id)
     receipts = TOPOLOGY.resolve(stack_settings.name_prefix).buckets["receipts"]
-    assert f"/{receipts}/" in message["body"]
-    assert "Download your receipt" in message["body"]
+    assert f"/{receipts}/" in message.body
+    assert "Download your receipt" in message.body
 
 
 def test_a_duplicated_event_makes_one_email_and_one_delivery_per_endpoint(

@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from eventforge.runtime import aws
-from eventforge.runtime.emulator_server import SNS_SUBJECT
+from eventforge.runtime.ses_events import SNS_SUBJECT
 from eventforge.topology import TOPOLOGY
 from tests.fixtures.emulator import ses_messages_to
 
@@ -117,7 +117,7 @@ def test_an_email_sent_without_a_configuration_set_publishes_nothing(
     aws_settings: Settings, provisioned: ProvisionedTopology, emulator: Emulator
 ) -> None:
     message_id = _send(aws.ses(aws_settings), aws_settings.notifier_email_sender)
-    assert [m["id"] for m in ses_messages_to(emulator, RECIPIENT)] == [message_id]
+    assert [m.id for m in ses_messages_to(emulator, RECIPIENT)] == [message_id]
     assert _drain(aws.sqs(aws_settings), _mail_events_queue(provisioned)) == []
 
 
@@ -157,7 +157,7 @@ def test_sesv2_sends_publish_send_events_too(
     with pytest.raises(ClientError) as refused:
         sesv2.send_email(**sent, ConfigurationSetName="no-such-set")
     assert refused.value.response["Error"]["Code"] == "NotFoundException"
-    assert [m["id"] for m in ses_messages_to(emulator, RECIPIENT)] == [message_id]
+    assert [m.id for m in ses_messages_to(emulator, RECIPIENT)] == [message_id]
 
 
 def test_only_enabled_destinations_matching_send_publish_through_sns(

@@ -238,4 +238,4 @@ def test_the_function_handles_a_batch_with_the_workers_handlers_and_dispatches_a
     # The dispatch after the batch sent every email before the function returned.
     for customer in customers:
         [email] = ses_messages_to(emulator, customer)
-        assert email["destinations"]["ToAddresses"] == [customer]
+        assert email.to == [customer]

@@ -126,6 +126,36 @@ def record_state(settings: Settings, emulator: Emulator | None, *supervisors: Su
     ).write(settings.data_dir)
 
 
+def forget_earlier_run(settings: Settings, emulator: Emulator) -> str | None:
+    """With an emulator that starts empty, start the SQLite databases empty too; what was done.
+
+    Otherwise the services would remember files, receipts and subscriptions the emulator no
+    longer has (a receipt link answering 403). A PostgreSQL database is the user's: it is only
+    warned about.
+    """
+    if emulator.keeps_state:
+        return None
+    if settings.database_url:
+        return (
+            f"{emulator.kind} starts empty: what the database remembers of earlier runs (files, "
+            "receipts) is gone from the emulator; EVENTFORGE_EMULATOR=ministack keeps it"
+        )
+    earlier = [
+        path
+        for service in SERVICES
+        for path in settings.data_dir.glob(f"{service}.db*")  # with -wal and -shm
+    ]
+    if not earlier:
+        return None
+    for path in earlier:
+        path.unlink()
+    return (
+        f"{emulator.kind} starts empty, so the services' databases of the earlier run were "
+        f"removed too ({len(earlier)} files in {settings.data_dir}); "
+        "EVENTFORGE_EMULATOR=ministack keeps both"
+    )
+
+
 def run_stack(settings: Settings, timeout: float) -> int:
     """Start everything, wait for SERVING, supervise until SIGINT/SIGTERM; return an exit code.
 
@@ -148,14 +178,23 @@ def run_stack(settings: Settings, timeout: float) -> int:
     emulator = None
     overrides: dict[str, str] = {}
     if not settings.aws_endpoint_url:
-        emulator = Emulator(settings.emulator_port, log_path=logs_dir / "emulator.log")
+        emulator = Emulator(
+            settings.emulator_port,
+            kind=settings.emulator,
+            log_path=logs_dir / "emulator.log",
+            state_dir=settings.data_dir / "emulator",
+        )
         # It starts while the databases migrate and the services start; provisioning waits.
         emulator.launch()
         overrides = {"AWS_ENDPOINT_URL": emulator.url}
         overrides.update({k: "testing" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
         os.environ.update(overrides)
         settings = Settings()
-        click.echo(f"AWS emulator      {emulator.url}")
+        kept = f"state in {emulator.state_dir}" if emulator.keeps_state else "starts empty"
+        click.echo(f"AWS emulator      {emulator.url}  ({emulator.kind}, {kept})")
+        forgotten = forget_earlier_run(settings, emulator)
+        if forgotten:
+            click.echo(forgotten, err=True)
     # Short long-polls locally, so that Ctrl-C stops the workers within a few seconds.
     overrides.setdefault(
         "EVENTFORGE_WORKER_WAIT_SECONDS",

@@ -1,12 +1,18 @@
-"""The embedded AWS emulator: moto in server mode, run as a child process on loopback.
+"""The embedded AWS emulator, run as a child process on loopback: ministack or moto.
 
-The child runs `eventforge.runtime.emulator_server`: moto's server with SES event publishing
-added (moto stores SES event destinations but publishes nothing to them).
+- `ministack` (the default): `eventforge.runtime.ministack_server`, ministack's ASGI app behind
+  a layer that adds prompt long polls and SES event publishing. Fast: it keeps up with the
+  whole stack under load, and can keep its state across restarts.
+- `moto`: `eventforge.runtime.emulator_server`, moto's server with SES event publishing added
+  (moto stores SES event destinations but publishes nothing to them). Slower as queues grow.
+
+Both pass the backbone's fidelity suite (the integration tests, `EVENTFORGE_EMULATOR=moto`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -15,15 +21,53 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Literal
 
 from eventforge.runtime.processes import die_with_parent
 
 LOOPBACK = "127.0.0.1"
-SERVER_MODULE = "eventforge.runtime.emulator_server"
-"""The module the child runs: moto.server's command line, with SES event publishing."""
+EmulatorKind = Literal["ministack", "moto"]
+ACCOUNT = "123456789012"
+"""The account both emulators act in."""
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How to run one emulator and reach its own (non-AWS) endpoints."""
+
+    module: str
+    ready_path: str
+    reset_path: str
+    keeps_state: bool
+
+
+_KINDS: dict[str, _Kind] = {
+    "ministack": _Kind(
+        "eventforge.runtime.ministack_server", "/_ministack/health", "/_ministack/reset", True
+    ),
+    "moto": _Kind("eventforge.runtime.emulator_server", "/moto-api/", "/moto-api/reset", False),
+}
+
+
+@dataclass(frozen=True)
+class SentEmail:
+    """An email the emulator's SES accepted."""
+
+    id: str
+    source: str
+    to: list[str]
+    subject: str
+    body: str
+
+
+def _moto_recipients(destinations: dict[str, list[str]] | list[str]) -> list[str]:
+    """A moto message's recipients: a `Destination` of SendEmail, or SendRawEmail's list."""
+    if isinstance(destinations, list):
+        return destinations
+    return list(destinations.get("ToAddresses", []))
 
 
 class EmulatorError(RuntimeError):
@@ -44,16 +88,22 @@ def _port_in_use(host: str, port: int) -> bool:
 
 
 class Emulator:
-    """A moto server subprocess: start, wait until it answers, reset, pause and stop."""
+    """An emulator subprocess: start, wait until it answers, reset, pause and stop."""
 
     def __init__(
         self,
         port: int,
         *,
+        kind: EmulatorKind = "ministack",
         host: str = LOOPBACK,
         log_path: Path | None = None,
         start_timeout: float = 30.0,
+        state_dir: Path | None = None,
     ) -> None:
+        """`state_dir`: keep the emulator's state there across restarts (ministack only)."""
+        self.kind = kind
+        self._kind = _KINDS[kind]
+        self.state_dir = state_dir if self._kind.keeps_state else None
         self.host = host
         self.port = port
         self.log_path = log_path
@@ -96,8 +146,11 @@ class Emulator:
         if _port_in_use(self.host, self.port):
             raise EmulatorError(f"{self.host}:{self.port} is already in use")
         output = self._open_log()
+        command = [sys.executable, "-m", self._kind.module, "-H", self.host, "-p", str(self.port)]
+        if self.state_dir is not None:
+            command += ["--state-dir", str(self.state_dir)]
         self._process = subprocess.Popen(
-            [sys.executable, "-m", SERVER_MODULE, "-H", self.host, "-p", str(self.port)],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -130,9 +183,42 @@ class Emulator:
             self._log.close()
             self._log = None
 
+    @property
+    def keeps_state(self) -> bool:
+        """Whether what it holds outlives a restart (it was started with a state directory)."""
+        return self.state_dir is not None
+
     def reset(self) -> None:
         """Drop every resource the emulator holds (all services, all regions)."""
-        self._request("POST", "/moto-api/reset", timeout=10.0)
+        self._request("POST", self._kind.reset_path, timeout=10.0)
+
+    def sent_emails(self) -> list[SentEmail]:
+        """Every email its SES accepted, oldest first."""
+        if self.kind == "moto":
+            data = json.loads(self._request("GET", "/moto-api/data.json", timeout=30.0))
+            return [
+                SentEmail(
+                    id=m["id"],
+                    source=m.get("source", ""),
+                    to=_moto_recipients(m["destinations"]),
+                    subject=m.get("subject", ""),
+                    body=m.get("body", "") or m.get("raw_data", ""),
+                )
+                for m in data.get("ses", {}).get("Message", [])
+            ]
+        query = f"?account={ACCOUNT}"
+        data = json.loads(self._request("GET", f"/_ministack/ses/messages{query}", timeout=30.0))
+        return [
+            SentEmail(
+                id=m["MessageId"],
+                source=m.get("Source", ""),
+                to=list(m.get("To") or []),
+                subject=m.get("Subject") or "",
+                body=(m.get("BodyText") or "") + (m.get("BodyHtml") or ""),
+            )
+            for messages in data.get("messages", {}).values()
+            for m in messages
+        ]
 
     def pause(self) -> None:
         """Freeze the server (SIGSTOP): calls hang until `resume`, state is kept."""
@@ -172,7 +258,7 @@ class Emulator:
                     f"emulator exited with {process.returncode} (log: {self.log_path or 'none'})"
                 )
             try:
-                self._request("GET", "/moto-api/", timeout=1.0)
+                self._request("GET", self._kind.ready_path, timeout=1.0)
             except (OSError, EmulatorError):
                 if time.monotonic() > deadline:
                     raise EmulatorError(
@@ -182,11 +268,11 @@ class Emulator:
             else:
                 return
 
-    def _request(self, method: str, path: str, *, timeout: float) -> None:
+    def _request(self, method: str, path: str, *, timeout: float) -> bytes:
         request = urllib.request.Request(self.url + path, method=method)  # noqa: S310 (http only)
         try:
             with self._http.open(request, timeout=timeout) as response:
-                response.read()
+                return bytes(response.read())
         except urllib.error.HTTPError as error:
             raise EmulatorError(f"{method} {path} answered {error.code}") from error
 

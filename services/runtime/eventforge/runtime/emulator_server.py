@@ -33,14 +33,11 @@ configuration set (the last one created). A raw message's `X-SES-CONFIGURATION-S
 
 from __future__ import annotations
 
-import email
 import functools
 import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import formataddr, getaddresses, parseaddr
 from typing import Any
 
 from moto import server
@@ -51,11 +48,16 @@ from moto.sesv2.responses import SESV2Response
 from moto.sns.exceptions import SNSNotFoundError
 from moto.sns.models import sns_backends
 
-logger = logging.getLogger("eventforge.emulator")
+from eventforge.runtime.ses_events import (
+    SNS_SUBJECT,
+    publishes_send,
+    raw_headers,
+    raw_recipients,
+    send_event_record,
+    simple_headers,
+)
 
-SNS_SUBJECT = "Amazon SES Email Event Notification"
-"""The SNS subject of SES's event notifications: AWS's documentation shows only the record (the
-SNS message), but the notifications SES publishes carry this subject in their envelope."""
+logger = logging.getLogger("eventforge.emulator")
 
 _INSTALLED = "_eventforge_publishes_ses_events"
 
@@ -175,13 +177,7 @@ def _send_topics(backend: SESBackend, configuration_set: str) -> list[str]:
     """The topics of the set's enabled SNS event destinations that match `send`."""
     stored = backend.config_set_event_destination.get(configuration_set)
     destinations = [] if stored is None else [stored]  # moto keeps one per set
-    return [
-        d["SNSDestination"]["TopicARN"]
-        for d in destinations
-        if "SNSDestination" in d
-        and str(d.get("Enabled", False)).lower() == "true"  # SES's default is disabled
-        and "send" in {t.lower() for t in d.get("MatchingEventTypes", [])}
-    ]
+    return [topic for d in destinations if (topic := publishes_send(d)) is not None]
 
 
 def _publish(topic_arn: str, record: dict[str, Any]) -> None:
@@ -207,70 +203,35 @@ def _send_event(
     """The `Send` event record of the email moto just accepted as `message_id`."""
     message = next(m for m in reversed(backend.sent_messages) if m.id == message_id)
     if isinstance(message, RawMessage):
-        parsed = email.message_from_string(message.raw_data)
-        headers = [(name, str(value)) for name, value in parsed.items()]
-        recipients = [address for _, address in getaddresses(message.destinations)]
-        recipients = list(dict.fromkeys(recipients))  # moto adds the headers' to the call's
+        headers = raw_headers(message.raw_data)
+        recipients = raw_recipients(headers, message.destinations)
     else:
         addresses = message.destinations
-        headers = [("From", message.source)]
-        headers += [
-            (header, ", ".join(addresses[field]))
-            for header, field in (("To", "ToAddresses"), ("Cc", "CcAddresses"))
-            if addresses.get(field)
-        ]
-        headers.append(("Subject", message.subject))
+        headers = simple_headers(
+            message.source,
+            addresses.get("ToAddresses", []),
+            addresses.get("CcAddresses", []),
+            message.subject,
+        )
         recipients = [
             a
             for field in ("ToAddresses", "CcAddresses", "BccAddresses")
             for a in addresses.get(field, [])
         ]
-    _, sender = parseaddr(message.source)
-    domain = sender.rpartition("@")[2]
-    identity = sender if sender in backend.email_identities else domain
-    all_tags = {
-        "ses:operation": [operation],
-        "ses:configuration-set": [configuration_set],
-        "ses:from-domain": [domain],
-    }
-    if source_ip:
-        all_tags["ses:source-ip"] = [source_ip]
-    all_tags |= {name: [value] for name, value in tags}
-    return {
-        "eventType": "Send",
-        "mail": {
-            "timestamp": datetime.now(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
-            "source": message.source,
-            "sourceArn": f"arn:{backend.partition}:ses:{backend.region_name}:"
-            f"{backend.account_id}:identity/{identity}",
-            "sendingAccountId": backend.account_id,
-            "messageId": message_id,
-            "destination": recipients,
-            "headersTruncated": False,
-            "headers": [{"name": name, "value": value} for name, value in headers],
-            "commonHeaders": _common_headers(headers, message_id),
-            "tags": all_tags,
-        },
-        "send": {},
-    }
-
-
-def _common_headers(headers: list[tuple[str, str]], message_id: str) -> dict[str, Any]:
-    """SES's digest of the usual headers; `messageId` is the email's own Message-ID, if any."""
-    values: dict[str, list[str]] = {}
-    for name, value in headers:
-        values.setdefault(name.lower(), []).append(value)
-    common: dict[str, Any] = {}
-    for header, key in (("from", "from"), ("reply-to", "replyTo"), ("to", "to"), ("cc", "cc")):
-        if header in values:
-            common[key] = [formataddr(a) for a in getaddresses(values[header])]
-    common["messageId"] = values.get("message-id", [message_id])[0]
-    for header, key in (("subject", "subject"), ("date", "date")):
-        if header in values:
-            common[key] = values[header][0]
-    return common
+    return send_event_record(
+        message_id=message_id,
+        source=message.source,
+        headers=headers,
+        recipients=recipients,
+        configuration_set=configuration_set,
+        tags=tags,
+        operation=operation,
+        source_ip=source_ip,
+        account=backend.account_id,
+        region=backend.region_name,
+        verified_identities=frozenset(backend.email_identities),
+        partition=backend.partition,
+    )
 
 
 if __name__ == "__main__":

@@ -199,6 +199,11 @@ class Settings(BaseSettings):
     )
     log_level: str = "INFO"
     emulator_port: int = Field(default=4566, description="Port of the embedded AWS emulator.")
+    emulator: Literal["ministack", "moto"] = Field(
+        default="ministack",
+        description="Which AWS emulator `up` and the tests start: ministack (fast) or moto "
+        "(both pass the backbone's fidelity suite; see the README).",
+    )
     dashboard_addr: str = Field(
         default="127.0.0.1:8800",
         description="host:port of the local dashboard `eventforge up` serves; empty turns it "
