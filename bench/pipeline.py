@@ -75,6 +75,8 @@ class PipelineRound:
     """Seconds from the load's end until every placed order was done; None: not within the
     drain timeout."""
     waiting_at_load_end: dict[str, int]
+    done_at_timeout: dict[str, int] | None
+    """When the drain timed out: how many orders were confirmed, receipted and emailed."""
     cpu_ms_per_order: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -135,6 +137,7 @@ def run_round(
     waiting = _waiting(stack.database_url)
     placed = result.ok
     drain_s = None
+    progress = baseline
     next_report = load_end + 5
     while time.monotonic() - load_end < drain_timeout:
         progress = _progress(stack.database_url)
@@ -151,6 +154,13 @@ def run_round(
             )
         time.sleep(0.1)
     cpu_after = _cpu_by_process(stack)
+    done_at_timeout = None
+    if drain_s is None:
+        done_at_timeout = {
+            "confirmed": progress.confirmed - baseline.confirmed,
+            "receipts": progress.receipts - baseline.receipts,
+            "emails": progress.emails - baseline.emails,
+        }
     latencies = LatencySummary.of(result.latencies.get("create", []))
     return PipelineRound(
         rate=rate,
@@ -162,6 +172,7 @@ def run_round(
         create_p99_ms=round(latencies.p99, 1) if latencies.count else None,
         drain_s=drain_s,
         waiting_at_load_end=waiting,
+        done_at_timeout=done_at_timeout,
         cpu_ms_per_order={
             name: round(1000 * (cpu_after[name] - cpu_before.get(name, 0.0)) / max(placed, 1), 2)
             for name in sorted(cpu_after)

@@ -157,7 +157,7 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None], keep: list[str]) -> N
 
 
 def short_name(command: str) -> str:
-    if "moto.server" in command or "emulator_server" in command:
+    if any(name in command for name in ("moto.server", "emulator_server", "ministack_server")):
         return "emulator"
     words = command.split()
     if "serve" in words:

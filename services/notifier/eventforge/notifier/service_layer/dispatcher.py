@@ -85,7 +85,7 @@ class Dispatcher:
         Never runs twice at once: a call made while another claims asks that one to look
         again instead. While the pool is full, each finished attempt calls it (from the pool's
         thread), so a backlog is worked off as fast as attempts finish rather than one pool's
-        worth per periodic run.
+        worth per periodic run (it claims again when half of the pool is free).
         """
         if not self._claiming.acquire(blocking=False):
             self._look_again = True
@@ -202,7 +202,10 @@ class Dispatcher:
                 self._busy[endpoint] -= 1
                 if self._busy[endpoint] <= 0:
                     del self._busy[endpoint]
-            claim_more = self._saturated and not self._closed
+            # Claim again once half the pool is free: each claim is a transaction, so one
+            # per finished attempt would cost more than the attempts themselves.
+            half_free = self._in_flight <= self.concurrency // 2
+            claim_more = self._saturated and half_free and not self._closed
         try:
             measure(done)
         except Exception:  # a metric must never break the dispatcher
