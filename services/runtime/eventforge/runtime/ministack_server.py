@@ -50,7 +50,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, unquote_plus, urlencode
 from xml.sax.saxutils import escape
 
 from eventforge.runtime import ses_events
@@ -139,6 +139,12 @@ class _Request:
         pairs = parse_qs(self.body.decode("utf-8", "replace"), keep_blank_values=True)
         return {key: values[0] for key, values in pairs.items()}
 
+    def param(self, name: str) -> str:
+        """One query-protocol parameter, without decoding the whole body (an SNS publish
+        carries the message: decoding it all for its Action is most of the layer's work)."""
+        found = re.search(rb"(?:^|&)" + name.encode() + rb"=([^&]*)", self.body)
+        return unquote_plus(found.group(1).decode("utf-8", "replace")) if found else ""
+
     def with_body(self, body: bytes) -> _Request:
         headers = [(k, v) for k, v in self.scope["headers"] if k.lower() != b"content-length"]
         headers.append((b"content-length", str(len(body)).encode()))
@@ -217,8 +223,9 @@ class MiniStackPlus:
             self.destinations.clear()
             self._topic_queues.clear()
             self._purged.clear()
-        service, form = request.service, request.form
-        action = form.get("Action", "")
+        service = request.service
+        form = request.form if service == "ses" else {}
+        action = request.param("Action")
         if service == "ses" and action in _DESTINATION_ACTIONS:
             await (await self._event_destination(request, action, form)).replay(send)
             return
@@ -283,7 +290,7 @@ class MiniStackPlus:
             queue_url = json.loads(request.body or b"{}").get("QueueUrl", "")
             self._wake([_queue_name(str(queue_url))])
         elif service == "sns" and action in ("Publish", "PublishBatch"):
-            self._wake(await self._queues_of(request, form.get("TopicArn", "")))
+            self._wake(await self._queues_of(request, request.param("TopicArn")))
         elif service == "sns" and action in ("Subscribe", "Unsubscribe", "DeleteTopic"):
             self._topic_queues.clear()
         elif service in ("s3", "") and request.scope["method"] in ("PUT", "POST"):
