@@ -82,23 +82,26 @@ class Dispatcher:
     def run_once(self) -> int:
         """Claim what is due and fits in the pool, and start it; how many were started.
 
-        Never runs twice at once: a call made while another claims asks that one to look
-        again instead. While the pool is full, each finished attempt calls it (from the pool's
-        thread), so a backlog is worked off as fast as attempts finish rather than one pool's
-        worth per periodic run (it claims again when half of the pool is free).
+        Never claims twice at once: a call made while another claims asks that one to look
+        again, and returns 0 (`wait_idle` waits for that claim too). While the pool is full,
+        finished attempts call it (from the pool's threads) once half the pool is free, so a
+        backlog is worked off as fast as attempts finish rather than one pool's worth per
+        periodic run.
         """
         if not self._claiming.acquire(blocking=False):
             self._look_again = True
             return 0
+        started = 0
         try:
-            started = 0
             while True:
                 self._look_again = False
                 started += self._claim_and_start()
                 if not self._look_again:
                     return started
         finally:
-            self._claiming.release()
+            with self._lock:
+                self._claiming.release()
+                self._idle.notify_all()
 
     def _claim_and_start(self) -> int:
         with self._lock:
@@ -148,9 +151,12 @@ class Dispatcher:
         return len(deliveries) + len(emails)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until no attempt is in flight (at most `timeout` s); whether it is idle."""
+        """Wait until no attempt is in flight and no claim is running (at most `timeout` s);
+        whether it is idle."""
         with self._idle:
-            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+            return self._idle.wait_for(
+                lambda: self._in_flight == 0 and not self._claiming.locked(), timeout
+            )
 
     def shutdown(self, wait: bool = True) -> None:
         """Claim nothing more; let the attempts in flight finish (and be recorded) when `wait`."""
