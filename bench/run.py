@@ -19,7 +19,7 @@ Phases:
    stack is given time to go quiet (its worker and relay catch up with the orders just
    placed), so the baseline does not share the CPUs with that backlog.
 
-3. pipeline (`bench.pipeline`): a fresh `eventforge up` on the same database, orders placed at
+3. pipeline (`bench.pipeline`): a fresh `eventforge up` on a database of its own, orders placed at
    `--pipeline-rate` for `--pipeline-seconds` (CreateOrder with a customer email, open loop),
    each followed until CONFIRMED, its receipt rendered and its confirmation email sent; before
    it `--ceiling-rates`, 20 s each, ascending while the stack keeps up (everything done within
@@ -47,7 +47,7 @@ from bench import messaging, pipeline, procs, report
 from bench.environment import ADMIN_URL, in_process_settings
 from bench.stack import NoopServer, Stack
 from eventforge.cli.load import LatencySummary, LoadResult, LoadSpec, Operation, run_load
-from harness.workspace import Workspace, workspace
+from harness.workspace import Workspace, create_database, drop_database, workspace
 
 HERE = Path(__file__).resolve().parent
 GOAL_DRAIN_S = 5.0
@@ -240,7 +240,9 @@ def pipeline_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> N
     (everything done within 5 s of the load's end). Then the goal round, last, since a rate
     above the ceiling leaves a backlog behind.
     """
-    stack = Stack(ws.root / "pipeline", ws.database_url)
+    # Its own database: the orders the stack phase placed are not its backlog.
+    database_name, database_url = create_database(ADMIN_URL, "bench_pipeline")
+    stack = Stack(ws.root / "pipeline", database_url)
     rounds: list[pipeline.PipelineRound] = []
     ceiling: float | None = None
     try:
@@ -267,6 +269,7 @@ def pipeline_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> N
         rounds.append(goal)
     finally:
         stack.stop()
+        drop_database(database_name, ADMIN_URL)
     out.figures["pipeline_drain_s"] = goal.drain_s
     out.figures["pipeline_orders_per_s"] = goal.achieved_rate
     out.figures["pipeline_create_p99_ms"] = goal.create_p99_ms

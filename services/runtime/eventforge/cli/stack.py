@@ -126,10 +126,11 @@ def migrate_command(services: tuple[ServiceName, ...], service_roles: bool) -> N
 @click.command("provision")
 def provision_command() -> None:
     """Create the topics, queues, subscriptions and buckets of the topology (idempotent)."""
+    from eventforge.cli.local_stack import operator_settings
     from eventforge.runtime.provision import provision
     from eventforge.topology import TOPOLOGY
 
-    settings = Settings()
+    settings = operator_settings()  # says where; finds a running local stack
     provision(settings, TOPOLOGY)
     click.echo(f"provisioned topology with prefix {settings.name_prefix!r}")
 
