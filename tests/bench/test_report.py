@@ -134,3 +134,12 @@ def test_proc_helpers_see_a_process_tree_and_can_freeze_it() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_an_unmeasured_figure_is_unknown_unless_its_goal_says_it_fails() -> None:
+    goals = {goal.key: goal for goal in report.GOALS}
+    assert goals["create_order_qps_ratio"].met(None) is None
+    # A drain that did not end within its timeout has no time: the goal was missed.
+    assert goals["pipeline_drain_s"].met(None) is False
+    assert goals["pipeline_drain_s"].met(4.2) is True
+    assert goals["pipeline_drain_s"].met(11.3) is False
