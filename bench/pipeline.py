@@ -87,16 +87,17 @@ class PipelineRound:
         return asdict(self)
 
 
-def _progress(database_url: str) -> Progress:
-    with psycopg.connect(dsn(database_url), connect_timeout=5) as connection:
-        row = connection.execute(_DONE).fetchone()
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+def _progress(connection: Connection) -> Progress:
+    row = connection.execute(_DONE).fetchone()
     assert row is not None
     return Progress(*row)
 
 
-def _waiting(database_url: str) -> dict[str, int]:
-    with psycopg.connect(dsn(database_url), connect_timeout=5) as connection:
-        row = connection.execute(_WAITING).fetchone()
+def _waiting(connection: Connection) -> dict[str, int]:
+    row = connection.execute(_WAITING).fetchone()
     assert row is not None
     names = ("pending_orders", "orders_outbox", "files_outbox", "notifier_outbox")
     return dict(zip(names, row, strict=True))
@@ -120,8 +121,25 @@ def run_round(
     concurrency: int = 256,
     log: Any = print,
 ) -> PipelineRound:
-    """Place orders at `rate` for `seconds`, then wait for all of them to be done."""
-    baseline = _progress(stack.database_url)
+    """Place orders at `rate` for `seconds`, then wait for all of them to be done.
+
+    One connection watches the round: a new one per look (10 a second while draining) would
+    add PostgreSQL's backend start-ups to the CPU the round measures.
+    """
+    with psycopg.connect(dsn(stack.database_url), autocommit=True, connect_timeout=5) as db:
+        return _round(stack, db, rate, seconds, drain_timeout, concurrency, log)
+
+
+def _round(
+    stack: Stack,
+    db: Connection,
+    rate: float,
+    seconds: float,
+    drain_timeout: float,
+    concurrency: int,
+    log: Any,
+) -> PipelineRound:
+    baseline = _progress(db)
     cpu_before = _cpu_by_process(stack)
     spec = LoadSpec(
         target=stack.orders_addr,
@@ -134,13 +152,13 @@ def run_round(
     )
     result = run_load(spec)
     load_end = time.monotonic()
-    waiting = _waiting(stack.database_url)
+    waiting = _waiting(db)
     placed = result.ok
     drain_s = None
     progress = baseline
     next_report = load_end + 5
     while time.monotonic() - load_end < drain_timeout:
-        progress = _progress(stack.database_url)
+        progress = _progress(db)
         if progress.done(baseline, placed):
             drain_s = round(time.monotonic() - load_end, 2)
             break

@@ -157,9 +157,11 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None], keep: list[str]) -> N
 
 
 def short_name(command: str) -> str:
-    if any(name in command for name in ("moto.server", "emulator_server", "ministack_server")):
+    if any(name in command for name in ("emulator_server", "ministack_server")):
         return "emulator"
     words = command.split()
+    if words[-1:] == ["dashboard"]:
+        return "dashboard"
     if "serve" in words:
         at = words.index("serve")
         return "-".join(words[at + 1 :])

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
-from eventforge.runtime.emulator import Emulator, free_port
+from eventforge.runtime.emulator import CREDENTIAL, Emulator, free_port
 from eventforge.runtime.settings import Settings
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -82,8 +82,8 @@ def isolate_aws_environment(root: Path) -> None:
         os.environ.pop(name, None)
     os.environ.update(
         {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ACCESS_KEY_ID": CREDENTIAL,
+            "AWS_SECRET_ACCESS_KEY": CREDENTIAL,
             "AWS_DEFAULT_REGION": REGION,
             "AWS_CONFIG_FILE": str(root / "aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(root / "aws-credentials"),

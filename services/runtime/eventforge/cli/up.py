@@ -24,7 +24,7 @@ from eventforge.cli.local_stack import (
 )
 from eventforge.cli.stack import roles_of
 from eventforge.cli.supervisor import Supervisor, child_environment, python_command
-from eventforge.runtime.emulator import LOOPBACK, Emulator
+from eventforge.runtime.emulator import CREDENTIAL, LOOPBACK, Emulator
 from eventforge.runtime.grpc.tls import Identity
 from eventforge.runtime.settings import SERVICES, ServiceName, Settings, split_address
 
@@ -187,7 +187,7 @@ def run_stack(settings: Settings, timeout: float) -> int:
         # It starts while the databases migrate and the services start; provisioning waits.
         emulator.launch()
         overrides = {"AWS_ENDPOINT_URL": emulator.url}
-        overrides.update({k: "testing" for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
+        overrides.update({k: CREDENTIAL for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")})
         os.environ.update(overrides)
         settings = Settings()
         kept = f"state in {emulator.state_dir}" if emulator.keeps_state else "starts empty"

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import boto3
 from botocore.config import Config
 
+from eventforge.runtime.emulator import CREDENTIAL
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_secretsmanager import SecretsManagerClient
@@ -22,7 +24,7 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 # Above SQS's longest long poll (20 s), so a receive is never cut short by the client.
 READ_TIMEOUT_SECONDS = 30.0
 MAX_ATTEMPTS = 3
-EMULATOR_CREDENTIAL = "testing"
+EMULATOR_CREDENTIAL = CREDENTIAL
 
 
 def _config(settings: Settings) -> Config:

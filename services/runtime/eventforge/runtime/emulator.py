@@ -32,6 +32,9 @@ LOOPBACK = "127.0.0.1"
 EmulatorKind = Literal["ministack", "moto"]
 ACCOUNT = "123456789012"
 """The account both emulators act in."""
+CREDENTIAL = "testing"
+"""The access key id and secret the local clients use (the emulators accept any; ministack checks
+presigned URLs against its own, which it is given)."""
 
 
 @dataclass(frozen=True)

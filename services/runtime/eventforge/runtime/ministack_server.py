@@ -54,6 +54,7 @@ from urllib.parse import parse_qs, unquote_plus, urlencode
 from xml.sax.saxutils import escape
 
 from eventforge.runtime import ses_events
+from eventforge.runtime.emulator import ACCOUNT, CREDENTIAL
 
 logger = logging.getLogger("eventforge.emulator")
 
@@ -63,10 +64,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ACCOUNT = "123456789012"
-"""The account every request acts in (as on moto), whatever the credentials."""
-CREDENTIAL = "testing"
-"""The access key and secret presigned URLs are signed with (`runtime.aws.EMULATOR_CREDENTIAL`)."""
 PURGE_SECONDS = 60.0
 """SQS allows one PurgeQueue per queue in this long."""
 POLL_SECONDS = 0.1
