@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
+import psutil
 import pytest
 import requests
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -50,13 +51,24 @@ def test_api_processes_share_each_service_port(tmp_path: Path) -> None:
     ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
     variables = {**port_variables(ports), "EVENTFORGE_API_PROCESSES": "2"}
     with running_up(tmp_path, variables) as up:
-        commands = [
-            Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") for pid in pids_with(up.marker)
-        ]
+        commands = {
+            pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            for pid in pids_with(up.marker)
+        }
         for service in ("orders", "files", "notifier"):
-            serving = [c for c in commands if b"serve" in c and service.encode() in c]
-            assert len(serving) == 2, serving  # api worker relay, and one more api
-            assert sum(b"worker" in c for c in serving) == 1
+            serving = {
+                pid: command
+                for pid, command in commands.items()
+                if b"serve" in command and service.encode() in command
+            }
+            apis = [pid for pid, command in serving.items() if b"worker" not in command]
+            background = [pid for pid, command in serving.items() if b"worker" in command]
+            assert len(apis) == 2, serving
+            assert len(background) == 1, serving
+            assert b"relay" in serving[background[0]]
+            # The APIs come first for the CPU: the worker and relay run at nice +10.
+            assert [psutil.Process(pid).nice() for pid in apis] == [0, 0]
+            assert psutil.Process(background[0]).nice() == 10
             # Calls over separate connections are answered whichever process the kernel picks.
             for _ in range(4):
                 options = [("grpc.use_local_subchannel_pool", 1)]
@@ -126,7 +138,9 @@ def test_operator_commands_find_the_stack_and_a_killed_up_leaves_nothing(tmp_pat
         assert recorded is not None
         assert recorded.supervisor.pid == up.process.pid
         names = {p.name for p in recorded.processes}
-        assert {"emulator", "orders", "files", "notifier"} <= names
+        for service in ("orders", "files", "notifier"):
+            assert {f"{service}-api", f"{service}-worker-relay"} <= names
+        assert "emulator" in names
         assert {p.pid for p in recorded.processes} <= set(pids_with(up.marker))
 
         up.process.kill()  # as an OOM kill or a closed terminal would

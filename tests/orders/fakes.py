@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from datetime import datetime
+from types import TracebackType
 from typing import Self
 
 from google.protobuf.message import Message
 
+from eventforge.orders.domain.commands import PlaceOrder
 from eventforge.orders.domain.model import TERMINAL, Order, OrderLine
+from eventforge.orders.service_layer import handlers
 from eventforge.orders.service_layer.ports import (
+    AsyncCatalog,
+    AsyncIdempotencyKeys,
+    AsyncOrders,
     Catalog,
     IdempotencyKeys,
     IdempotencyRecord,
@@ -21,7 +28,7 @@ from eventforge.orders.service_layer.ports import (
     PaymentUnavailable,
     Product,
 )
-from eventforge.orders.service_layer.unit_of_work import UnitOfWork
+from eventforge.orders.service_layer.unit_of_work import AsyncUnitOfWork, UnitOfWork
 
 CATALOGUE = {
     "SKU-BOOK-001": Product("SKU-BOOK-001", "Book", 2500, "USD"),
@@ -162,6 +169,73 @@ class FakeUnitOfWork(UnitOfWork):
 
     def types(self) -> list[str]:
         return [payload.DESCRIPTOR.name for payload in self.published]
+
+
+class _AsyncOrders(AsyncOrders):
+    def __init__(self, orders: FakeOrders) -> None:
+        self.orders = orders
+
+    async def add(self, order: Order) -> None:
+        self.orders.add(order)
+
+    async def get(self, order_id: str) -> Order | None:
+        return self.orders.get(order_id)
+
+
+class _AsyncCatalog(AsyncCatalog):
+    def __init__(self, catalog: FakeCatalog) -> None:
+        self.catalog = catalog
+
+    async def products(self, skus: set[str]) -> dict[str, Product]:
+        return self.catalog.products(skus)
+
+
+class _AsyncIdempotency(AsyncIdempotencyKeys):
+    def __init__(self, keys: IdempotencyKeys) -> None:
+        self.keys = keys
+
+    async def claim(
+        self, customer_id: str, key: str, request_hash: str, order_id: str
+    ) -> IdempotencyRecord | None:
+        return self.keys.claim(customer_id, key, request_hash, order_id)
+
+
+class AsyncFakeUnitOfWork(AsyncUnitOfWork):
+    """The asyncio unit of work of the API's hot paths, on a `FakeUnitOfWork`'s state."""
+
+    def __init__(self, fake: FakeUnitOfWork) -> None:
+        self.fake = fake
+        self.orders = _AsyncOrders(fake.orders)
+        self.catalog = _AsyncCatalog(fake.catalog)
+        self.idempotency = _AsyncIdempotency(fake.idempotency)
+
+    async def __aenter__(self) -> Self:
+        self.fake.__enter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.fake.__exit__(exc_type, exc, tb)
+
+    def track(self, entity: Order) -> Order:
+        return self.fake.track(entity)
+
+    async def commit(self) -> None:
+        self.fake.commit()
+
+
+def place_order(*, command: PlaceOrder, uow: FakeUnitOfWork) -> Order:
+    """`handlers.place_order` on the fake's state."""
+    return asyncio.run(handlers.place_order(command=command, uow=AsyncFakeUnitOfWork(uow)))
+
+
+def get_order(*, order_id: str, uow: FakeUnitOfWork) -> Order:
+    """`handlers.get_order` on the fake's state."""
+    return asyncio.run(handlers.get_order(order_id=order_id, uow=AsyncFakeUnitOfWork(uow)))
 
 
 class FakeGateway(PaymentGateway):

@@ -9,7 +9,7 @@ from eventforge.orders.domain.model import OrderStatus
 from eventforge.orders.service_layer import handlers
 from eventforge.orders.service_layer.saga import RetryPolicy, advance_saga
 from eventforge.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from tests.orders.fakes import FakeGateway, FakeUnitOfWork
+from tests.orders.fakes import FakeGateway, FakeUnitOfWork, get_order, place_order
 
 RETRY = RetryPolicy(attempts=3, sleep=lambda _: None)
 
@@ -30,7 +30,7 @@ def command(**overrides: object) -> PlaceOrder:
 def violations_of(cmd: PlaceOrder) -> dict[str, str]:
     """Field → its descriptions joined, for every violation the request got."""
     with pytest.raises(InvalidArgument) as raised:
-        handlers.place_order(command=cmd, uow=FakeUnitOfWork())
+        place_order(command=cmd, uow=FakeUnitOfWork())
     found: dict[str, str] = {}
     for violation in raised.value.violations:
         found[violation.field] = f"{found.get(violation.field, '')} | {violation.description}"
@@ -39,7 +39,7 @@ def violations_of(cmd: PlaceOrder) -> dict[str, str]:
 
 def test_a_valid_order_is_pending_with_one_order_placed() -> None:
     uow = FakeUnitOfWork()
-    order = handlers.place_order(command=command(), uow=uow)
+    order = place_order(command=command(), uow=uow)
     assert order.status is OrderStatus.PENDING
     assert order.total_minor == 5000
     assert uow.types() == ["OrderPlaced"]
@@ -135,8 +135,8 @@ def test_all_problems_are_reported_together() -> None:
 
 def test_same_key_and_request_returns_the_same_order_once() -> None:
     uow = FakeUnitOfWork()
-    first = handlers.place_order(command=command(), uow=uow)
-    again = handlers.place_order(command=command(), uow=uow)
+    first = place_order(command=command(), uow=uow)
+    again = place_order(command=command(), uow=uow)
     assert again.order_id == first.order_id
     assert uow.types() == ["OrderPlaced"]
     assert len(uow.orders.rows) == 1
@@ -144,26 +144,22 @@ def test_same_key_and_request_returns_the_same_order_once() -> None:
 
 def test_same_key_with_a_different_request_is_refused() -> None:
     uow = FakeUnitOfWork()
-    handlers.place_order(command=command(), uow=uow)
+    place_order(command=command(), uow=uow)
     with pytest.raises(AlreadyExists, match="different request"):
-        handlers.place_order(
-            command=command(lines=(RequestedLine("SKU-MUG-001", 1, 1299, "USD"),)), uow=uow
-        )
+        place_order(command=command(lines=(RequestedLine("SKU-MUG-001", 1, 1299, "USD"),)), uow=uow)
 
 
 def test_get_unknown_and_malformed_ids() -> None:
     uow = FakeUnitOfWork()
     with pytest.raises(NotFound):
-        handlers.get_order(order_id="00000000-0000-4000-8000-000000000000", uow=uow)
+        get_order(order_id="00000000-0000-4000-8000-000000000000", uow=uow)
     with pytest.raises(InvalidArgument):
-        handlers.get_order(order_id="nope", uow=uow)
+        get_order(order_id="nope", uow=uow)
 
 
 def test_list_pages_newest_first_with_opaque_tokens() -> None:
     uow = FakeUnitOfWork()
-    placed = [
-        handlers.place_order(command=command(idempotency_key=f"k{i}"), uow=uow) for i in range(5)
-    ]
+    placed = [place_order(command=command(idempotency_key=f"k{i}"), uow=uow) for i in range(5)]
     seen, token = [], ""
     while True:
         page, token = handlers.list_orders(
@@ -181,7 +177,7 @@ def test_list_pages_newest_first_with_opaque_tokens() -> None:
 
 def test_cancel_pending_then_again_is_idempotent() -> None:
     uow, gateway = FakeUnitOfWork(), FakeGateway()
-    order = handlers.place_order(command=command(), uow=uow)
+    order = place_order(command=command(), uow=uow)
     cancel = CancelOrder(order.order_id, "changed my mind")
     first = handlers.cancel_order(command=cancel, uow=uow, gateway=gateway, retry=RETRY)
     second = handlers.cancel_order(command=cancel, uow=uow, gateway=gateway, retry=RETRY)
@@ -191,7 +187,7 @@ def test_cancel_pending_then_again_is_idempotent() -> None:
 
 def test_cancel_confirmed_is_a_failed_precondition() -> None:
     uow, gateway = FakeUnitOfWork(), FakeGateway()
-    order = handlers.place_order(command=command(), uow=uow)
+    order = place_order(command=command(), uow=uow)
     advance_saga(order_id=order.order_id, uow=uow, gateway=gateway, retry=RETRY)
     with pytest.raises(FailedPrecondition, match="CONFIRMED"):
         handlers.cancel_order(

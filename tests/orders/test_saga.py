@@ -21,7 +21,7 @@ from eventforge.orders.service_layer.saga import (
 from eventforge.runtime import deferred
 from eventforge.runtime.context import current_request_id, request_context
 from eventforge.runtime.errors import FailedPrecondition
-from tests.orders.fakes import Crash, FakeCatalog, FakeGateway, FakeUnitOfWork
+from tests.orders.fakes import Crash, FakeCatalog, FakeGateway, FakeUnitOfWork, place_order
 from tests.orders.test_handlers import command
 
 RETRY = RetryPolicy(attempts=3, sleep=lambda _: None)
@@ -30,7 +30,7 @@ BOOK = "SKU-BOOK-001"
 
 def placed(token: str = "tok_success", stock: int = 100) -> tuple[FakeUnitOfWork, FakeGateway, str]:
     uow = FakeUnitOfWork(FakeCatalog({BOOK: stock, "SKU-MUG-001": 100}))
-    order = handlers.place_order(command=command(payment_token=token), uow=uow)
+    order = place_order(command=command(payment_token=token), uow=uow)
     return uow, FakeGateway(), order.order_id
 
 
@@ -195,7 +195,7 @@ def test_any_valid_request_makes_exactly_one_order_and_one_event(
 ) -> None:
     uow = FakeUnitOfWork()
     cmd = command(idempotency_key=key, lines=(RequestedLine(BOOK, quantity, 2500, "USD"),))
-    ids = {handlers.place_order(command=cmd, uow=uow).order_id for _ in range(repeats)}
+    ids = {place_order(command=cmd, uow=uow).order_id for _ in range(repeats)}
     assert len(ids) == 1
     assert len(uow.orders.rows) == 1
     assert uow.types() == ["OrderPlaced"]
@@ -224,7 +224,7 @@ class _RecordsRequestIds(FakeGateway):
 def test_a_stalled_order_resumes_under_the_request_that_placed_it() -> None:
     uow = FakeUnitOfWork(FakeCatalog({BOOK: 100, "SKU-MUG-001": 100}))
     with request_context("req-placed"):
-        order = handlers.place_order(command=command(), uow=uow)
+        order = place_order(command=command(), uow=uow)
     [stored] = uow.orders.rows.values()
     assert deferred.request_id_of(stored.cause) == "req-placed"
     gateway = _RecordsRequestIds()

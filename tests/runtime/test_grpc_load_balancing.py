@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 import grpc
+import grpc.aio
 
 from eventforge.runtime.grpc.client import channel
 from eventforge.runtime.grpc.server import ServiceServer, start_server
@@ -22,7 +23,7 @@ def _start(settings: Settings, address: str, name: str) -> ServiceServer:
     def whoami(request: bytes, context: grpc.ServicerContext) -> bytes:
         return f"{name} {context.peer()}".encode()
 
-    def register(server: grpc.Server) -> None:
+    def register(server: grpc.aio.Server) -> None:
         handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(whoami)
         server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, {"Whoami": handler}),)

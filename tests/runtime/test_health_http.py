@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import grpc
+import grpc.aio
 import pytest
 
 from eventforge.runtime.emulator import free_port
@@ -38,7 +39,7 @@ class Gate:
         self.released.wait(10)
         return request
 
-    def register(self, server: grpc.Server) -> None:
+    def register(self, server: grpc.aio.Server) -> None:
         handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
             self.wait
         )

@@ -7,6 +7,7 @@ process.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,10 +15,10 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
+import grpc.aio
 import pytest
 from opentelemetry import context, propagate, trace
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
@@ -269,16 +270,21 @@ def test_a_grpc_call_links_client_and_server_spans_and_carries_the_request_id(
         seen.append(current_request_id())
         return request
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=2),
-        interceptors=[CallInterceptor(tracer_provider=telemetry.provider)],
-    )
-    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(echo)
-    server.add_generic_rpc_handlers(
-        [grpc.method_handlers_generic_handler("test.Echo", {"Say": handler})]
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server = grpc.aio.server(interceptors=[CallInterceptor(tracer_provider=telemetry.provider)])
+        handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(echo)
+        server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler("test.Echo", {"Say": handler})]
+        )
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        return server, port
+
+    # The server on an event loop of its own, as the runtime runs it; `echo` is a plain
+    # function, so it runs in a worker thread, with the call's context.
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    server, port = asyncio.run_coroutine_threadsafe(start(), loop).result()
     try:
         with instrument_channel(
             grpc.insecure_channel(f"127.0.0.1:{port}"), tracer_provider=telemetry.provider
@@ -287,7 +293,8 @@ def test_a_grpc_call_links_client_and_server_spans_and_carries_the_request_id(
             with request_context("abc"):
                 assert say(b"hi", timeout=5) == b"hi"
     finally:
-        server.stop(grace=None)
+        asyncio.run_coroutine_threadsafe(server.stop(grace=None), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
 
     assert telemetry.force_flush()
     spans = read_span_file(settings.spans_path)
@@ -322,6 +329,7 @@ def test_instrument_engine_traces_every_engine(telemetry: Telemetry, settings: S
 
 
 GLOBAL_WIRING = """
+import asyncio
 import json
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.botocore import BotocoreInstrumentor

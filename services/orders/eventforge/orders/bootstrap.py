@@ -6,15 +6,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
 from eventforge.files.v1 import files_pb2_grpc
 from eventforge.orders.adapters.payments import LocalPaymentGateway
 from eventforge.orders.service_layer.ports import PaymentGateway
 from eventforge.orders.service_layer.saga import RetryPolicy
-from eventforge.orders.service_layer.unit_of_work import SqlUnitOfWork
-from eventforge.runtime.db import create_service_engine, session_factory
+from eventforge.orders.service_layer.unit_of_work import AsyncSqlUnitOfWork, SqlUnitOfWork
+from eventforge.runtime.db import (
+    create_async_service_engine,
+    create_service_engine,
+    relay_waker,
+    session_factory,
+)
 from eventforge.runtime.grpc.client import channel
+from eventforge.runtime.messaging.wakeup import RelayWaker
 from eventforge.runtime.settings import Settings
 
 FILES_SERVICE = "eventforge.files.v1.FilesService"
@@ -32,6 +39,19 @@ class OrdersApp:
 
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self.sessions)
+
+    @cached_property
+    def async_engine(self) -> AsyncEngine:
+        """The asyncio engine of the API's hot paths (created on first use, by the API)."""
+        return create_async_service_engine(self.settings, "orders")
+
+    @cached_property
+    def _waker(self) -> RelayWaker | None:
+        return relay_waker(self.engine)
+
+    def async_uow(self) -> AsyncSqlUnitOfWork:
+        waker = self._waker
+        return AsyncSqlUnitOfWork(self.async_engine, None if waker is None else waker.wake)
 
     @cached_property
     def files(self) -> files_pb2_grpc.FilesServiceStub:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -21,6 +22,8 @@ class Child:
     name: str
     argv: list[str]
     log_path: Path
+    niceness: int = 0
+    """Added to the process's nice value: background roles yield the CPU to the APIs."""
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     _log: IO[bytes] | None = field(default=None, repr=False)
@@ -33,7 +36,7 @@ class Child:
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
-            preexec_fn=die_with_parent(),  # a prctl call: async-signal-safe
+            preexec_fn=_before_exec(self.niceness),
         )
 
     @property
@@ -69,8 +72,8 @@ class Supervisor:
         self.max_restarts = max_restarts
         self.children: list[Child] = []
 
-    def spawn(self, name: str, argv: list[str], log_path: Path) -> Child:
-        child = Child(name, argv, log_path)
+    def spawn(self, name: str, argv: list[str], log_path: Path, *, niceness: int = 0) -> Child:
+        child = Child(name, argv, log_path, niceness)
         child.start(self.env)
         self.children.append(child)
         return child
@@ -104,6 +107,20 @@ class Supervisor:
                 child.process.kill()
                 child.process.wait()
             child.close_log()
+
+
+def _before_exec(niceness: int) -> Callable[[], None]:
+    """What the child runs before its program: die with this process, then lower its priority
+    (a prctl and a setpriority call: async-signal-safe)."""
+    die = die_with_parent()
+
+    def prepare() -> None:
+        if die is not None:
+            die()
+        if niceness:
+            os.nice(niceness)
+
+    return prepare
 
 
 def python_command(*args: str) -> list[str]:

@@ -30,6 +30,8 @@ from eventforge.runtime.settings import SERVICES, ServiceName, Settings, split_a
 
 LOCAL_WAIT_SECONDS = 2
 LOCAL_METRIC_EXPORT_MILLIS = 10_000
+BACKGROUND_NICENESS = 10
+"""Added to the nice value of the worker and relay processes: the APIs come first."""
 """How often the processes export metrics to the dashboard (the SDK's default is 60 s)."""
 _OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
@@ -217,20 +219,23 @@ def run_stack(settings: Settings, timeout: float) -> int:
         click.echo(
             f"database          {settings.database_url or f'SQLite in {settings.data_dir}/'}"
         )
-        # One process per service runs its api, worker and relay: locally the roles need not
-        # scale apart, and one interpreter per service instead of one per role saves the
-        # memory and start-up time of six (measured: a separate API process gained no calls
-        # per second on two cores, and cost 4 s of start-up and 100 MB each). With
-        # API_PROCESSES above 1, more processes serve the API on the same port. A worker that
-        # starts before the topology exists waits for its queues; a relay retries publishing.
+        # Each service's API runs in a process of its own (API_PROCESSES of them, on one port),
+        # and its worker and relay together in another at a lower CPU priority: an asyncio API
+        # sharing an interpreter with busy worker threads gets a small share of its lock, and
+        # the work a burst of calls leaves behind must not slow the calls that follow. A
+        # worker that starts before the topology exists waits for its queues; a relay retries.
         for service in SERVICES:
             log_path = logs_dir / f"{service}.log"
-            supervisor.spawn(
-                service, python_command("serve", service, *roles_of(service)), log_path
-            )
-            for n in range(2, settings.api_processes + 1):
+            for n in range(1, settings.api_processes + 1):
                 api = python_command("serve", service, "api")
-                supervisor.spawn(f"{service}-api-{n}", api, log_path)
+                supervisor.spawn(f"{service}-api" + (f"-{n}" if n > 1 else ""), api, log_path)
+            background = [role for role in roles_of(service) if role != "api"]
+            supervisor.spawn(
+                f"{service}-{'-'.join(background)}",
+                python_command("serve", service, *background),
+                log_path,
+                niceness=BACKGROUND_NICENESS,
+            )
         record_state(settings, emulator, supervisor)
         if emulator:
             emulator.wait_ready()
@@ -246,7 +251,8 @@ def run_stack(settings: Settings, timeout: float) -> int:
                     click.echo(f"{service} did not become SERVING on {address}", err=True)
                     return 1
             click.echo(f"{service:<17} grpc://{address}  SERVING")
-        click.echo("workers, relays   started (in each service's process)")
+        niceness = f"nice +{BACKGROUND_NICENESS}"
+        click.echo(f"workers, relays   started (a process per service, {niceness})")
         if dashboard:
             # Started once the services serve: its imports stay off their start-up's CPU.
             dashboard_supervisor.spawn(

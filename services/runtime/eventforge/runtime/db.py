@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy import exc as sql_errors
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from eventforge.runtime.db_auth import connect_with, credential_source
@@ -86,6 +87,35 @@ def create_service_engine(
     return engine
 
 
+def create_async_service_engine(
+    settings: Settings, service: ServiceName, pool_size: int | None = None
+) -> AsyncEngine:
+    """An asyncio engine of the service's database (an API's hot paths): the same URL, login,
+    schema and statement tracing as `create_service_engine`, without pre-ping (see there).
+
+    psycopg 3 in its asyncio mode on PostgreSQL, aiosqlite on SQLite.
+    """
+    url = database_url(settings, service)
+    if url.get_backend_name() == "sqlite":
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url.set(drivername="sqlite+aiosqlite"), connect_args={"timeout": 30}
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_async_engine(
+            url,
+            pool_size=settings.grpc_max_workers if pool_size is None else pool_size,
+            pool_recycle=1800,
+            connect_args={"options": f"-c search_path={service}", "connect_timeout": 5},
+        )
+        source = credential_source(settings, url)
+        if source is not None:
+            event.listen(engine.sync_engine, "do_connect", connect_with(source))
+    _trace_statements(settings, engine.sync_engine)
+    return engine
+
+
 def _trace_statements(settings: Settings, engine: Engine) -> None:
     if settings.trace_sql:
         instrument_engine(engine)
@@ -156,12 +186,18 @@ def retry_while_unavailable(
         delay = min(delay * 2, 5.0)
 
 
+def relay_waker(engine: Engine) -> RelayWaker | None:
+    """What wakes the relays after a commit that recorded events: a NOTIFY on PostgreSQL;
+    nothing on SQLite, where relays poll."""
+    return RelayWaker(engine) if is_postgres(engine) else None
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions of `engine`; on PostgreSQL, their commits wake the relays they ask to wake
     (`messaging.wakeup.notify_after_commit`, which `record_event` does)."""
     sessions = sessionmaker(engine, expire_on_commit=False)
-    if is_postgres(engine):
-        waker = RelayWaker(engine)
+    waker = relay_waker(engine)
+    if waker is not None:
         event.listen(sessions, "after_commit", waker.after_commit)
         event.listen(sessions, "after_rollback", waker.after_rollback)
     return sessions

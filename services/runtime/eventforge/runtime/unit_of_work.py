@@ -4,14 +4,21 @@ entities it saw recorded in the outbox within it (`commit`), or nothing at all (
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from google.protobuf.message import Message
 from opentelemetry import context, trace
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Session, sessionmaker
 
-from eventforge.runtime.messaging.outbox import record_event
+from eventforge.runtime.messaging.outbox import (
+    INSERT_OUTBOX,
+    notify_channel,
+    outbox_row,
+    record_event,
+)
 from eventforge.runtime.settings import ServiceName
 
 
@@ -48,10 +55,8 @@ class EventUnitOfWork(abc.ABC, Generic[Entity]):
         return entity
 
     def commit(self) -> None:
-        for entity in self.seen:
-            while entity.events:
-                payload, subject = self.outgoing(entity, entity.events.pop(0))
-                self.record(payload, subject=subject)
+        for payload, subject in new_events(self.seen, self.outgoing):
+            self.record(payload, subject=subject)
         self._commit()
 
     @abc.abstractmethod
@@ -67,6 +72,32 @@ class EventUnitOfWork(abc.ABC, Generic[Entity]):
 
     @abc.abstractmethod
     def rollback(self) -> None: ...
+
+
+Outgoing = Callable[[Entity, Any], tuple[Message, str]]
+
+
+def new_events(entities: list[Entity], outgoing: Outgoing[Entity]) -> Iterator[tuple[Message, str]]:
+    """Each entity's new events as (message, subject), oldest first; taken from the entity."""
+    for entity in entities:
+        while entity.events:
+            yield outgoing(entity, entity.events.pop(0))
+
+
+def transaction_span(service: ServiceName, dialect: str) -> tuple[trace.Span, object]:
+    """Start the one span of a unit of work, `<service> transaction`, and make it current."""
+    span = trace.get_tracer(__name__).start_span(
+        f"{service} transaction", kind=trace.SpanKind.CLIENT, attributes={"db.system": dialect}
+    )
+    return span, context.attach(trace.set_span_in_context(span))
+
+
+def end_transaction_span(span: trace.Span, token: object, error: BaseException | None) -> None:
+    if error is not None:
+        span.record_exception(error)
+        span.set_status(trace.StatusCode.ERROR, type(error).__name__)
+    context.detach(token)  # type: ignore[arg-type]
+    span.end()
 
 
 class SqlEventUnitOfWork(EventUnitOfWork[Any]):
@@ -94,12 +125,9 @@ class SqlEventUnitOfWork(EventUnitOfWork[Any]):
 
     def __enter__(self) -> Self:
         self.session = self.session_factory()
-        self._span = trace.get_tracer(__name__).start_span(
-            f"{self.service} transaction",
-            kind=trace.SpanKind.CLIENT,
-            attributes={"db.system": self.session.get_bind().dialect.name},
+        self._span, self._span_token = transaction_span(
+            self.service, self.session.get_bind().dialect.name
         )
-        self._span_token = context.attach(trace.set_span_in_context(self._span))
         self.bind(self.session)
         return super().__enter__()
 
@@ -113,11 +141,7 @@ class SqlEventUnitOfWork(EventUnitOfWork[Any]):
             super().__exit__(exc_type, exc, tb)
             self.session.close()
         finally:
-            if exc is not None:
-                self._span.record_exception(exc)
-                self._span.set_status(trace.StatusCode.ERROR, type(exc).__name__)
-            context.detach(self._span_token)
-            self._span.end()
+            end_transaction_span(self._span, self._span_token, exc)
 
     def record(self, payload: Message, *, subject: str) -> None:
         record_event(self.session, self.service, payload, subject=subject)
@@ -128,3 +152,89 @@ class SqlEventUnitOfWork(EventUnitOfWork[Any]):
 
     def rollback(self) -> None:
         self.session.rollback()
+
+
+class AsyncUnitOfWork(abc.ABC, Generic[Entity]):
+    """What an asyncio use case sees of its unit of work: `async with uow:` one transaction,
+    rolled back unless `commit` (which records the new events of the entities it tracked)."""
+
+    @abc.abstractmethod
+    async def __aenter__(self) -> Self: ...
+
+    @abc.abstractmethod
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    @abc.abstractmethod
+    def track(self, entity: Entity) -> Entity:
+        """Remember an entity so its new events are recorded when the unit commits."""
+
+    @abc.abstractmethod
+    async def commit(self) -> None: ...
+
+
+class AsyncSqlEventUnitOfWork(AsyncUnitOfWork[Entity]):
+    """The asyncio unit of work: one transaction on a connection of an `AsyncEngine`, the new
+    events of the entities it tracked recorded in the service's outbox on `commit`, or nothing
+    at all. Subclasses name their `service`, give each event's message (`outgoing`) and
+    create their repositories in `bind`. One span, `<service> transaction`, as the threaded
+    unit's. After a commit that recorded events, `wake` is told the relays' channel.
+    """
+
+    service: ClassVar[ServiceName]
+    connection: AsyncConnection
+
+    def __init__(self, engine: AsyncEngine, wake: Callable[[set[str]], None] | None = None) -> None:
+        self.engine = engine
+        self.wake = wake
+        self.seen: list[Entity] = []
+
+    @abc.abstractmethod
+    def bind(self, connection: AsyncConnection) -> None:
+        """Create the unit's repositories on `connection`."""
+
+    @abc.abstractmethod
+    def outgoing(self, entity: Entity, event: Any) -> tuple[Message, str]:
+        """The event's message for the outbox, and its subject (the entity's id)."""
+
+    def track(self, entity: Entity) -> Entity:
+        self.seen.append(entity)
+        return entity
+
+    async def __aenter__(self) -> Self:
+        self.seen = []
+        self._span, self._span_token = transaction_span(self.service, self.engine.dialect.name)
+        try:
+            self.connection = await self.engine.connect()
+        except BaseException as error:
+            end_transaction_span(self._span, self._span_token, error)
+            raise
+        self.bind(self.connection)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.connection.rollback()  # nothing left to roll back after a commit
+            await self.connection.close()
+        finally:
+            end_transaction_span(self._span, self._span_token, exc)
+
+    async def commit(self) -> None:
+        recorded = False
+        for payload, subject in new_events(self.seen, self.outgoing):
+            _, row = outbox_row(self.service, payload, subject=subject)
+            await self.connection.execute(INSERT_OUTBOX, row)
+            recorded = True
+        await self.connection.commit()
+        self._span.set_attribute("eventforge.transaction.committed", True)
+        if recorded and self.wake is not None:
+            self.wake({notify_channel(self.service)})

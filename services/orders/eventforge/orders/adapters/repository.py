@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
 from eventforge.orders.adapters.tables import (
@@ -18,6 +20,9 @@ from eventforge.orders.adapters.tables import (
 )
 from eventforge.orders.domain.model import TERMINAL, Order, OrderLine, OrderStatus
 from eventforge.orders.service_layer.ports import (
+    AsyncCatalog,
+    AsyncIdempotencyKeys,
+    AsyncOrders,
     Catalog,
     IdempotencyKeys,
     IdempotencyRecord,
@@ -57,6 +62,13 @@ _CLAIM_KEY = sa.text(
     " VALUES (:customer_id, :idempotency_key, :request_hash, :order_id, :created_at)"
     " ON CONFLICT (customer_id, idempotency_key) DO NOTHING RETURNING order_id"
 ).bindparams(sa.bindparam("created_at", type_=idempotency_keys.c.created_at.type))
+_ORDER = sa.select(orders).where(orders.c.order_id == sa.bindparam("order_id"))
+_ORDER_FOR_UPDATE = _ORDER.with_for_update()
+_LINES = (
+    sa.select(order_lines)
+    .where(order_lines.c.order_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(order_lines.c.order_id, order_lines.c.line_no)
+)
 _CLAIMED_KEY = sa.select(idempotency_keys.c.order_id, idempotency_keys.c.request_hash).where(
     idempotency_keys.c.customer_id == sa.bindparam("customer_id"),
     idempotency_keys.c.idempotency_key == sa.bindparam("idempotency_key"),
@@ -84,25 +96,11 @@ class SqlOrders(OrderRepository):
 
     def add(self, order: Order) -> None:
         self.session.execute(_INSERT_ORDER, _row_of(order))
-        self.session.execute(
-            _INSERT_LINES,
-            [
-                {
-                    "order_id": order.order_id,
-                    "line_no": number,
-                    "sku": line.sku,
-                    "quantity": line.quantity,
-                    "unit_price_minor": line.unit_price_minor,
-                }
-                for number, line in enumerate(order.lines, start=1)
-            ],
-        )
+        self.session.execute(_INSERT_LINES, _line_rows(order))
 
     def get(self, order_id: str, *, for_update: bool = False) -> Order | None:
-        query = sa.select(orders).where(orders.c.order_id == order_id)
-        if for_update:
-            query = query.with_for_update()
-        row = self.session.execute(query).mappings().one_or_none()
+        query = _ORDER_FOR_UPDATE if for_update else _ORDER
+        row = self.session.execute(query, {"order_id": order_id}).mappings().one_or_none()
         if row is None:
             return None
         return self._load([row])[0]
@@ -137,31 +135,7 @@ class SqlOrders(OrderRepository):
 
     def _load(self, rows: list[Any]) -> list[Order]:
         ids = [row["order_id"] for row in rows]
-        lines: dict[str, list[OrderLine]] = {order_id: [] for order_id in ids}
-        query = (
-            sa.select(order_lines)
-            .where(order_lines.c.order_id.in_(ids))
-            .order_by(order_lines.c.order_id, order_lines.c.line_no)
-        )
-        for line in self.session.execute(query).mappings():
-            lines[line["order_id"]].append(
-                OrderLine(line["sku"], line["quantity"], line["unit_price_minor"])
-            )
-        loaded = []
-        for row in rows:
-            fields = {name: row[name] for name in _SCALARS}
-            fields["created_at"] = utc(row["created_at"])
-            fields["updated_at"] = utc(row["updated_at"])
-            fields["cause"] = deferred.loads(row["cause"])
-            loaded.append(
-                Order(
-                    order_id=row["order_id"],
-                    lines=lines[row["order_id"]],
-                    status=OrderStatus(row["status"]),
-                    **fields,
-                )
-            )
-        return loaded
+        return _orders_of(rows, self.session.execute(_LINES, {"ids": ids}).mappings())
 
 
 class SqlCatalog(Catalog):
@@ -169,11 +143,7 @@ class SqlCatalog(Catalog):
         self.session = session
 
     def products(self, skus: set[str]) -> dict[str, Product]:
-        rows = self.session.execute(_PRODUCTS, {"skus": sorted(skus)}).mappings()
-        return {
-            row["sku"]: Product(row["sku"], row["name"], row["price_minor"], row["currency"])
-            for row in rows
-        }
+        return _products_of(self.session.execute(_PRODUCTS, {"skus": sorted(skus)}).mappings())
 
     def reserve(self, order_id: str, lines: list[OrderLine]) -> list[str]:
         held = sa.select(sa.func.count()).where(reservations.c.order_id == order_id)
@@ -237,16 +207,107 @@ class SqlIdempotencyKeys(IdempotencyKeys):
         self, customer_id: str, key: str, request_hash: str, order_id: str
     ) -> IdempotencyRecord | None:
         params = {"customer_id": customer_id, "idempotency_key": key}
-        claimed = self.session.execute(
-            _CLAIM_KEY,
-            {
-                **params,
-                "request_hash": request_hash,
-                "order_id": order_id,
-                "created_at": datetime.now(UTC),
-            },
-        ).first()
-        if claimed is not None:
+        claimed = self.session.execute(_CLAIM_KEY, _claim_of(params, request_hash, order_id))
+        if claimed.first() is not None:
             return None
         row = self.session.execute(_CLAIMED_KEY, params).one()
         return IdempotencyRecord(row.order_id, row.request_hash)
+
+
+# The asyncio adapters of the API's hot paths: the same statements on an AsyncConnection.
+
+
+class AsyncSqlOrders(AsyncOrders):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def add(self, order: Order) -> None:
+        await self.connection.execute(_INSERT_ORDER, _row_of(order))
+        await self.connection.execute(_INSERT_LINES, _line_rows(order))
+
+    async def get(self, order_id: str) -> Order | None:
+        found = await self.connection.execute(_ORDER, {"order_id": order_id})
+        row = found.mappings().one_or_none()
+        if row is None:
+            return None
+        lines = await self.connection.execute(_LINES, {"ids": [order_id]})
+        return _orders_of([row], lines.mappings())[0]
+
+
+class AsyncSqlCatalog(AsyncCatalog):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def products(self, skus: set[str]) -> dict[str, Product]:
+        rows = await self.connection.execute(_PRODUCTS, {"skus": sorted(skus)})
+        return _products_of(rows.mappings())
+
+
+class AsyncSqlIdempotencyKeys(AsyncIdempotencyKeys):
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+
+    async def claim(
+        self, customer_id: str, key: str, request_hash: str, order_id: str
+    ) -> IdempotencyRecord | None:
+        params = {"customer_id": customer_id, "idempotency_key": key}
+        claimed = await self.connection.execute(
+            _CLAIM_KEY, _claim_of(params, request_hash, order_id)
+        )
+        if claimed.first() is not None:
+            return None
+        row = (await self.connection.execute(_CLAIMED_KEY, params)).one()
+        return IdempotencyRecord(row.order_id, row.request_hash)
+
+
+def _line_rows(order: Order) -> list[dict[str, Any]]:
+    return [
+        {
+            "order_id": order.order_id,
+            "line_no": number,
+            "sku": line.sku,
+            "quantity": line.quantity,
+            "unit_price_minor": line.unit_price_minor,
+        }
+        for number, line in enumerate(order.lines, start=1)
+    ]
+
+
+def _orders_of(rows: list[Any], line_rows: Iterable[Any]) -> list[Order]:
+    """Orders from their rows and the rows of their lines (ordered by order and line)."""
+    lines: dict[str, list[OrderLine]] = {row["order_id"]: [] for row in rows}
+    for line in line_rows:
+        lines[line["order_id"]].append(
+            OrderLine(line["sku"], line["quantity"], line["unit_price_minor"])
+        )
+    loaded = []
+    for row in rows:
+        fields = {name: row[name] for name in _SCALARS}
+        fields["created_at"] = utc(row["created_at"])
+        fields["updated_at"] = utc(row["updated_at"])
+        fields["cause"] = deferred.loads(row["cause"])
+        loaded.append(
+            Order(
+                order_id=row["order_id"],
+                lines=lines[row["order_id"]],
+                status=OrderStatus(row["status"]),
+                **fields,
+            )
+        )
+    return loaded
+
+
+def _products_of(rows: Iterable[Any]) -> dict[str, Product]:
+    return {
+        row["sku"]: Product(row["sku"], row["name"], row["price_minor"], row["currency"])
+        for row in rows
+    }
+
+
+def _claim_of(params: dict[str, str], request_hash: str, order_id: str) -> dict[str, Any]:
+    return {
+        **params,
+        "request_hash": request_hash,
+        "order_id": order_id,
+        "created_at": datetime.now(UTC),
+    }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from typing import Any
 
 import grpc
+import grpc.aio
 
 from eventforge.files.v1 import files_pb2
 from eventforge.orders.bootstrap import OrdersApp, bootstrap
@@ -35,16 +38,17 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
     def __init__(self, app: OrdersApp) -> None:
         self.app = app
 
-    def CreateOrder(  # noqa: N802 - gRPC method name
-        self, request: orders_pb2.CreateOrderRequest, context: grpc.ServicerContext
+    async def CreateOrder(  # noqa: N802 - gRPC method name
+        self, request: orders_pb2.CreateOrderRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> orders_pb2.CreateOrderResponse:
-        order = handlers.place_order(command=place_order_command(request), uow=self.app.uow())
+        command = place_order_command(request)
+        order = await handlers.place_order(command=command, uow=self.app.async_uow())
         return orders_pb2.CreateOrderResponse(order=order_proto(order))
 
-    def GetOrder(  # noqa: N802
-        self, request: orders_pb2.GetOrderRequest, context: grpc.ServicerContext
+    async def GetOrder(  # noqa: N802
+        self, request: orders_pb2.GetOrderRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> orders_pb2.GetOrderResponse:
-        order = handlers.get_order(order_id=request.order_id, uow=self.app.uow())
+        order = await handlers.get_order(order_id=request.order_id, uow=self.app.async_uow())
         return orders_pb2.GetOrderResponse(order=order_proto(order))
 
     def ListOrders(  # noqa: N802
@@ -71,18 +75,22 @@ class OrdersServicer(orders_pb2_grpc.OrdersServiceServicer):
         )
         return orders_pb2.CancelOrderResponse(order=order_proto(order))
 
-    def GetReceiptUrl(  # noqa: N802
-        self, request: orders_pb2.GetReceiptUrlRequest, context: grpc.ServicerContext
+    async def GetReceiptUrl(  # noqa: N802
+        self,
+        request: orders_pb2.GetReceiptUrlRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> orders_pb2.GetReceiptUrlResponse:
-        order = handlers.get_order(order_id=request.order_id, uow=self.app.uow())
+        order = await handlers.get_order(order_id=request.order_id, uow=self.app.async_uow())
         if order.status is not OrderStatus.CONFIRMED:
             raise errors.FailedPrecondition(
                 f"order {order.order_id} is {order.status.value}; only confirmed orders have "
                 "receipts"
             )
         try:
-            reply = self.app.files.GetDownloadUrl(
-                files_pb2.GetDownloadUrlRequest(receipt_order_id=order.order_id)
+            # The files client is a threaded one (deadline, retries): its call in a thread.
+            reply = await asyncio.to_thread(
+                self.app.files.GetDownloadUrl,
+                files_pb2.GetDownloadUrlRequest(receipt_order_id=order.order_id),
             )
         except grpc.RpcError as error:
             kind = _RECEIPT_ERRORS.get(error.code(), errors.Unavailable)

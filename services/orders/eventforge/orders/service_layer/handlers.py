@@ -14,7 +14,7 @@ from eventforge.orders.domain.commands import CancelOrder, PlaceOrder
 from eventforge.orders.domain.model import InvalidTransition, Order, OrderLine, OrderStatus
 from eventforge.orders.service_layer.ports import PageCursor, PaymentGateway
 from eventforge.orders.service_layer.saga import RetryPolicy, compensate
-from eventforge.orders.service_layer.unit_of_work import UnitOfWork
+from eventforge.orders.service_layer.unit_of_work import AsyncUnitOfWork, UnitOfWork
 from eventforge.orders.service_layer.validation import (
     check_against_catalogue,
     check_identifier,
@@ -37,18 +37,19 @@ def request_hash(command: PlaceOrder) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
-def place_order(*, command: PlaceOrder, uow: UnitOfWork) -> Order:
+async def place_order(*, command: PlaceOrder, uow: AsyncUnitOfWork) -> Order:
     """Accept a valid order (PENDING) with its order.placed event; idempotent per key."""
     violations = check_place_order(command)
-    with uow:
+    async with uow:
         # Every problem is reported at once, those the catalogue finds too; the request is
         # hashed only once it is valid.
-        catalogue = uow.catalog.products({line.sku for line in command.lines if is_sku(line.sku)})
+        skus = {line.sku for line in command.lines if is_sku(line.sku)}
+        catalogue = await uow.catalog.products(skus)
         check_against_catalogue(violations, command, catalogue)
         violations.raise_if_any()
         fingerprint = request_hash(command)
         order_id = str(uuid.uuid4())
-        earlier = uow.idempotency.claim(
+        earlier = await uow.idempotency.claim(
             command.customer_id, command.idempotency_key, fingerprint, order_id
         )
         if earlier is not None:
@@ -57,7 +58,7 @@ def place_order(*, command: PlaceOrder, uow: UnitOfWork) -> Order:
                     f"idempotency key {command.idempotency_key!r} was already used for a "
                     "different request"
                 )
-            existing = uow.orders.get(earlier.order_id)
+            existing = await uow.orders.get(earlier.order_id)
             if existing is None:
                 raise NotFound(f"order {earlier.order_id} not found")
             return existing
@@ -70,18 +71,18 @@ def place_order(*, command: PlaceOrder, uow: UnitOfWork) -> Order:
             lines=[OrderLine(x.sku, x.quantity, x.unit_price_minor) for x in command.lines],
             cause=deferred.capture(),
         )
-        uow.orders.add(uow.track(order))
-        uow.commit()
+        await uow.orders.add(uow.track(order))
+        await uow.commit()
         return order
 
 
-def get_order(*, order_id: str, uow: UnitOfWork) -> Order:
+async def get_order(*, order_id: str, uow: AsyncUnitOfWork) -> Order:
     """One order, or NotFound."""
     violations = Violations()
     check_order_id(violations, "order_id", order_id)
     violations.raise_if_any()
-    with uow:
-        order = uow.orders.get(order_id)
+    async with uow:
+        order = await uow.orders.get(order_id)
     if order is None:
         raise NotFound(f"order {order_id} not found")
     return order

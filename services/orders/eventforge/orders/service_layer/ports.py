@@ -77,6 +77,33 @@ class IdempotencyKeys(abc.ABC):
         """Claim a key for a new order; returns the earlier record if the key was used."""
 
 
+# The API's hot paths (place and read an order) run on asyncio: the same ports, awaited.
+
+
+class AsyncOrders(abc.ABC):
+    @abc.abstractmethod
+    async def add(self, order: Order) -> None:
+        """Store a new order."""
+
+    @abc.abstractmethod
+    async def get(self, order_id: str) -> Order | None:
+        """Load an order."""
+
+
+class AsyncCatalog(abc.ABC):
+    @abc.abstractmethod
+    async def products(self, skus: set[str]) -> dict[str, Product]:
+        """The products of the catalogue among `skus`."""
+
+
+class AsyncIdempotencyKeys(abc.ABC):
+    @abc.abstractmethod
+    async def claim(
+        self, customer_id: str, key: str, request_hash: str, order_id: str
+    ) -> IdempotencyRecord | None:
+        """Claim a key for a new order; returns the earlier record if the key was used."""
+
+
 class PaymentDeclined(Exception):
     """The payment was refused for good (declined, insufficient funds...)."""
 

@@ -5,13 +5,40 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf.message import Message
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
-from eventforge.orders.adapters.repository import SqlCatalog, SqlIdempotencyKeys, SqlOrders
+from eventforge.orders.adapters.repository import (
+    AsyncSqlCatalog,
+    AsyncSqlIdempotencyKeys,
+    AsyncSqlOrders,
+    SqlCatalog,
+    SqlIdempotencyKeys,
+    SqlOrders,
+)
 from eventforge.orders.domain.model import Order
 from eventforge.orders.service_layer.events import to_payload
-from eventforge.orders.service_layer.ports import Catalog, IdempotencyKeys, OrderRepository
-from eventforge.runtime.unit_of_work import EventUnitOfWork, SqlEventUnitOfWork
+from eventforge.orders.service_layer.ports import (
+    AsyncCatalog,
+    AsyncIdempotencyKeys,
+    AsyncOrders,
+    Catalog,
+    IdempotencyKeys,
+    OrderRepository,
+)
+from eventforge.runtime.unit_of_work import (
+    AsyncSqlEventUnitOfWork,
+    EventUnitOfWork,
+    SqlEventUnitOfWork,
+)
+from eventforge.runtime.unit_of_work import (
+    AsyncUnitOfWork as BaseAsyncUnitOfWork,
+)
+
+
+def outgoing(order: Order, event: Any) -> tuple[Message, str]:
+    """An order's event as the outbox records it, about the order."""
+    return to_payload(event, order), order.order_id
 
 
 class UnitOfWork(EventUnitOfWork[Order]):
@@ -22,7 +49,7 @@ class UnitOfWork(EventUnitOfWork[Order]):
     idempotency: IdempotencyKeys
 
     def outgoing(self, entity: Order, event: Any) -> tuple[Message, str]:
-        return to_payload(event, entity), entity.order_id
+        return outgoing(entity, event)
 
 
 class SqlUnitOfWork(SqlEventUnitOfWork, UnitOfWork):
@@ -34,3 +61,25 @@ class SqlUnitOfWork(SqlEventUnitOfWork, UnitOfWork):
         self.orders = SqlOrders(session)
         self.catalog = SqlCatalog(session)
         self.idempotency = SqlIdempotencyKeys(session)
+
+
+class AsyncUnitOfWork(BaseAsyncUnitOfWork[Order]):
+    """The unit of work of the API's hot paths (place and read an order), on asyncio."""
+
+    orders: AsyncOrders
+    catalog: AsyncCatalog
+    idempotency: AsyncIdempotencyKeys
+
+
+class AsyncSqlUnitOfWork(AsyncSqlEventUnitOfWork[Order], AsyncUnitOfWork):
+    """A unit of work over its own asyncio connection to the orders schema."""
+
+    service = "orders"
+
+    def bind(self, connection: AsyncConnection) -> None:
+        self.orders = AsyncSqlOrders(connection)
+        self.catalog = AsyncSqlCatalog(connection)
+        self.idempotency = AsyncSqlIdempotencyKeys(connection)
+
+    def outgoing(self, entity: Order, event: Any) -> tuple[Message, str]:
+        return outgoing(entity, event)

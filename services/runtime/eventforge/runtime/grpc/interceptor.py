@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from typing import Any, NoReturn
 from urllib.parse import unquote
 
 import grpc
+import grpc.aio
 from google.rpc import code_pb2, status_pb2
 from opentelemetry import baggage, context, propagate, trace
 
@@ -28,7 +30,7 @@ from eventforge.runtime.context import (
     new_request_id,
 )
 from eventforge.runtime.db import database_unavailable
-from eventforge.runtime.grpc.handlers import Behaviour, wrap_handler
+from eventforge.runtime.grpc.handlers import Aborted, Behaviour, run_behaviour, wrap_handler
 from eventforge.runtime.grpc.rich_status import plain_status, status_of, to_grpc
 from eventforge.runtime.metrics import Metrics, process_metrics
 
@@ -37,18 +39,25 @@ log = logging.getLogger("eventforge.grpc")
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _LOOPBACK = ("127.0.0.1", "[::1]")
 
-Authorize = Callable[[str, grpc.ServicerContext], None]
+Authorize = Callable[[str, Any], None]
 """Raise `errors.PermissionDenied` unless the call's peer may call the method."""
 
 
-def status_code(context: grpc.ServicerContext) -> grpc.StatusCode | None:
-    """The code the call was aborted with so far (grpcio has `code()`; its stubs lack it)."""
-    code: grpc.StatusCode | None = context.code()  # type: ignore[attr-defined]
+ServicerContext = grpc.aio.ServicerContext[Any, Any]
+
+
+def status_code(context: ServicerContext) -> grpc.StatusCode | None:
+    """The code the call was aborted with so far."""
+    code: grpc.StatusCode | None = context.code()
     return code
 
 
-class CallInterceptor(grpc.ServerInterceptor):
-    """Trace, request id, authorization, deadline, error mapping, access log and metric."""
+class CallInterceptor(grpc.aio.ServerInterceptor):
+    """Trace, request id, authorization, deadline, error mapping, access log and metric.
+
+    Runs on the asyncio server: `async def` servicer methods on its loop, plain ones in
+    `executor` (`handlers.run_behaviour`).
+    """
 
     def __init__(
         self,
@@ -56,38 +65,46 @@ class CallInterceptor(grpc.ServerInterceptor):
         authorize: Authorize | None = None,
         metrics: Metrics | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.authorize = authorize
         self.metrics = metrics or process_metrics()
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
+        self.executor = executor
 
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
-        handler = continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
         metadata = dict(handler_call_details.invocation_metadata or ())
-        # Streamed answers (health Watch, reflection) outlive this call: checked, not traced.
-        traced = not handler.response_streaming
 
-        def around(behaviour: Behaviour, request: Any, servicer: grpc.ServicerContext) -> Any:
-            return self._call(method, metadata, behaviour, request, servicer, traced=traced)
+        async def unary(behaviour: Behaviour, request: Any, servicer: ServicerContext) -> Any:
+            return await self._call(method, metadata, behaviour, request, servicer)
 
-        return wrap_handler(handler, around)
+        async def check(servicer: ServicerContext) -> None:
+            # Streamed answers (health Watch, reflection) outlive this call: checked, not traced.
+            try:
+                if self.authorize is not None:
+                    self.authorize(method, servicer)
+            except errors.ServiceError as error:
+                await _abort(servicer, status_of(error))
 
-    def _call(
+        return wrap_handler(handler, unary, check)
+
+    async def _call(
         self,
         method: str,
         metadata: Mapping[str, Any],
         behaviour: Behaviour,
         request: Any,
-        servicer: grpc.ServicerContext,
-        *,
-        traced: bool,
+        servicer: ServicerContext,
     ) -> Any:
         started = time.perf_counter()
         remote = propagate.extract(metadata)
@@ -99,17 +116,14 @@ class CallInterceptor(grpc.ServerInterceptor):
         )
         current = baggage.set_baggage(REQUEST_ID_KEY, request_id, remote)
         peer = servicer.peer()
-        span: trace.Span = trace.INVALID_SPAN
-        if traced:
-            span = self.tracer.start_span(
-                method, current, trace.SpanKind.SERVER, _attributes(method, peer, request_id)
-            )
-            current = trace.set_span_in_context(span, current)
-        token = context.attach(current)
+        span = self.tracer.start_span(
+            method, current, trace.SpanKind.SERVER, _attributes(method, peer, request_id)
+        )
+        token = context.attach(trace.set_span_in_context(span, current))
         code = grpc.StatusCode.OK
         try:
             servicer.set_trailing_metadata(((REQUEST_ID_HEADER, request_id),))
-            return self._checked(method, behaviour, request, servicer)
+            return await self._checked(method, behaviour, request, servicer)
         except BaseException:
             code = status_code(servicer) or grpc.StatusCode.UNKNOWN
             raise
@@ -118,30 +132,33 @@ class CallInterceptor(grpc.ServerInterceptor):
             self._finish(method, span, code, servicer, started, peer)
             context.detach(token)
 
-    def _checked(
-        self, method: str, behaviour: Behaviour, request: Any, servicer: grpc.ServicerContext
+    async def _checked(
+        self, method: str, behaviour: Behaviour, request: Any, servicer: ServicerContext
     ) -> Any:
         try:
             if self.authorize is not None:
                 self.authorize(method, servicer)
-            if servicer.time_remaining() <= 0:
+            remaining = servicer.time_remaining()  # None: the caller set no deadline
+            if remaining is not None and remaining <= 0:
                 raise errors.DeadlineExceeded(f"deadline passed before {method} started")
-            return behaviour(request, servicer)
+            return await run_behaviour(behaviour, request, servicer, self.executor)
+        except grpc.aio.AbortError:  # aborted by the handler itself
+            raise
         except errors.ServiceError as error:
-            _abort(servicer, status_of(error))
+            await _abort(servicer, status_of(error))
+        except Aborted as aborted:  # a plain handler's context.abort
+            await servicer.abort(aborted.code, aborted.details)
         except Exception as error:
-            if status_code(servicer) is not None:  # aborted by the handler itself
-                raise
             request_id = current_request_id()
             if database_unavailable(error):
                 # The database is down or dropped the connection: a retry may well succeed.
                 log.warning("database unavailable in %s: %s", method, error, exc_info=True)
                 message = f"database unavailable; retry (request id {request_id})"
-                _abort(servicer, plain_status(code_pb2.UNAVAILABLE, message))
+                await _abort(servicer, plain_status(code_pb2.UNAVAILABLE, message))
             trace.get_current_span().record_exception(error)
             log.exception("unhandled error in %s", method)
             message = f"internal error (request id {request_id})"
-            _abort(servicer, plain_status(code_pb2.INTERNAL, message))
+            await _abort(servicer, plain_status(code_pb2.INTERNAL, message))
         return None  # pragma: no cover - abort always raises
 
     def _finish(
@@ -149,7 +166,7 @@ class CallInterceptor(grpc.ServerInterceptor):
         method: str,
         span: trace.Span,
         code: grpc.StatusCode,
-        servicer: grpc.ServicerContext,
+        servicer: ServicerContext,
         started: float,
         peer: str,
     ) -> None:
@@ -157,7 +174,7 @@ class CallInterceptor(grpc.ServerInterceptor):
         if span.is_recording():
             span.set_attribute("rpc.grpc.status_code", code.value[0])
             if code is not grpc.StatusCode.OK:
-                details = servicer.details()  # type: ignore[attr-defined]
+                details = servicer.details()
                 span.set_status(trace.StatusCode.ERROR, f"{code.name}: {details or ''}")
             span.end()
         self.metrics.rpc_server(method, code, duration_ms)
@@ -194,7 +211,7 @@ def _attributes(method: str, peer: str, request_id: str) -> dict[str, str | int]
     return attributes
 
 
-def _abort(servicer: grpc.ServicerContext, status: status_pb2.Status) -> None:
+async def _abort(servicer: ServicerContext, status: status_pb2.Status) -> NoReturn:
     """End the call with `status`, the request id still in its trailing metadata."""
     wire = to_grpc(status)
     trailing = tuple(wire.trailing_metadata)
@@ -202,4 +219,4 @@ def _abort(servicer: grpc.ServicerContext, status: status_pb2.Status) -> None:
     if request_id:
         trailing += ((REQUEST_ID_HEADER, str(request_id)),)
     servicer.set_trailing_metadata(trailing)
-    servicer.abort(wire.code, wire.details)
+    await servicer.abort(wire.code, wire.details)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+import grpc.aio
+from grpc_health.v1 import _async as aio_health
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from eventforge.runtime.grpc.authz import Authorization
@@ -23,6 +27,8 @@ log = logging.getLogger("eventforge.grpc")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+T = TypeVar("T")
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -46,12 +52,14 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
 
 @dataclass
 class ServiceServer:
-    """A started gRPC server with its health servicer, a dependency probe and `/healthz`."""
+    """A started asyncio gRPC server on its own event loop thread, with its health servicer,
+    a dependency probe and `/healthz`."""
 
-    server: grpc.Server
-    health: health.HealthServicer
+    server: grpc.aio.Server
+    health: aio_health.HealthServicer
     service_names: Sequence[str]
     port: int
+    loop: asyncio.AbstractEventLoop
     probe: Callable[[], bool] | None = None
     probe_seconds: float = 2.0
     status: HealthStatus = field(default_factory=HealthStatus)
@@ -60,11 +68,18 @@ class ServiceServer:
     """The HTTP health endpoint, when HEALTH_HTTP_ADDR is set."""
     _stopping: threading.Event = field(default_factory=threading.Event)
 
+    def _on_loop(self, work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
     def set_serving(self, serving: bool) -> None:
         """Report every service (and the server as a whole, "") as serving or not."""
         status = SERVING if serving else NOT_SERVING
-        for name in ("", *self.service_names):
-            self.health.set(name, status)
+
+        async def report() -> None:
+            for name in ("", *self.service_names):
+                await self.health.set(name, status)
+
+        self._on_loop(report())
         self.status.set(serving)
 
     def watch_dependencies(self) -> None:
@@ -91,9 +106,10 @@ class ServiceServer:
     def stop(self, grace: float) -> None:
         """Report NOT_SERVING, then let in-flight calls finish within `grace` seconds."""
         self._stopping.set()
-        self.health.enter_graceful_shutdown()
+        self._on_loop(self.health.enter_graceful_shutdown())
         self.status.shutdown()
-        self.server.stop(grace).wait()
+        self._on_loop(self.server.stop(grace))
+        self.loop.call_soon_threadsafe(self.loop.stop)
         # Only now: load balancers keep seeing 503 (not a refused port) while calls drain.
         if self.health_http is not None:
             self.health_http.stop()
@@ -102,7 +118,7 @@ class ServiceServer:
 def start_server(
     settings: Settings,
     address: str,
-    register: Callable[[grpc.Server], None],
+    register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     probe: Callable[[], bool] | None = None,
     *,
@@ -111,23 +127,56 @@ def start_server(
 ) -> ServiceServer:
     """Start a server on `address` with the service(s) `register` adds, health and reflection.
 
-    With TLS_DIR or TLS_BUNDLE set the server speaks mTLS as `identity` (the service's
-    certificate name), requires client certificates from the same CA and authorizes callers by
-    their identity. With HEALTH_HTTP_ADDR set it also serves `GET /healthz` there. Every call
-    is logged and timed into `rpc.server.duration` (`metrics`, by default the process's).
+    The server is grpc.aio on an event loop of its own (a thread): a servicer's `async def`
+    methods run on that loop, its plain methods in a pool of GRPC_MAX_WORKERS threads. With
+    TLS_DIR or TLS_BUNDLE set the server speaks mTLS as `identity` (the service's certificate
+    name), requires client certificates from the same CA and authorizes callers by their
+    identity. With HEALTH_HTTP_ADDR set it also serves `GET /healthz` there. Every call is
+    logged and timed into `rpc.server.duration` (`metrics`, by default the process's).
     """
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, name="grpc-server", daemon=True).start()
+    try:
+        server, health_servicer, port = asyncio.run_coroutine_threadsafe(
+            _start(settings, address, register, service_names, identity, metrics), loop
+        ).result()
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        raise
+    running = ServiceServer(
+        server, health_servicer, service_names, port, loop, probe, settings.health_probe_seconds
+    )
+    # Not serving until the first dependency probe says so.
+    running.set_serving(probe is None)
+    if settings.health_http_addr is not None:
+        running.health_http = HealthHttpServer(settings.health_http_addr, running.status)
+        log.info("health endpoint on %s", settings.health_http_addr)
+    running.watch_dependencies()
+    log.info(
+        "listening on %s", address, extra={"address": address, "services": list(service_names)}
+    )
+    return running
+
+
+async def _start(
+    settings: Settings,
+    address: str,
+    register: Callable[[grpc.aio.Server], None],
+    service_names: Sequence[str],
+    identity: str | None,
+    metrics: Metrics | None,
+) -> tuple[grpc.aio.Server, aio_health.HealthServicer, int]:
     tls = Identity.configured(settings, identity)
     authorize = None if tls is None else Authorization(settings.api_clients)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.grpc_max_workers),
-        interceptors=[CallInterceptor(authorize=authorize, metrics=metrics)],
+    executor = futures.ThreadPoolExecutor(
+        max_workers=settings.grpc_max_workers, thread_name_prefix="grpc-handler"
+    )
+    server = grpc.aio.server(
+        interceptors=[CallInterceptor(authorize=authorize, metrics=metrics, executor=executor)],
         options=server_options(settings),
     )
     register(server)
-    health_servicer = health.HealthServicer(
-        experimental_non_blocking=True,
-        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2),
-    )
+    health_servicer = aio_health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
@@ -143,20 +192,8 @@ def start_server(
         port = server.add_secure_port(address, tls.server_credentials())
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
-    running = ServiceServer(
-        server, health_servicer, service_names, port, probe, settings.health_probe_seconds
-    )
-    # Not serving until the first dependency probe says so.
-    running.set_serving(probe is None)
-    if settings.health_http_addr is not None:
-        running.health_http = HealthHttpServer(settings.health_http_addr, running.status)
-        log.info("health endpoint on %s", settings.health_http_addr)
-    server.start()
-    running.watch_dependencies()
-    log.info(
-        "listening on %s", address, extra={"address": address, "services": list(service_names)}
-    )
-    return running
+    await server.start()
+    return server, health_servicer, port
 
 
 def run_until(running: ServiceServer, stop: threading.Event, grace: float) -> None:
@@ -169,7 +206,7 @@ def run_until(running: ServiceServer, stop: threading.Event, grace: float) -> No
 def serve(
     settings: Settings,
     address: str,
-    register: Callable[[grpc.Server], None],
+    register: Callable[[grpc.aio.Server], None],
     service_names: Sequence[str],
     probe: Callable[[], bool] | None = None,
     *,

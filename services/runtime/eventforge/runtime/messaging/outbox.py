@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry import propagate
@@ -18,7 +19,7 @@ from eventforge.runtime.settings import ServiceName
 from eventforge.topology import TOPOLOGY
 
 # Built once: constructing the statement per event cost more CPU than executing it.
-_INSERT = insert(outbox_table)
+INSERT_OUTBOX = insert(outbox_table)
 
 
 def notify_channel(service: ServiceName) -> str:
@@ -37,25 +38,30 @@ def message_attributes(envelope: Envelope) -> dict[str, str]:
     return attributes
 
 
+def outbox_row(
+    service: ServiceName, payload: Message, *, subject: str
+) -> tuple[Envelope, dict[str, Any]]:
+    """An event the current request (or message) causes, and its outbox row."""
+    envelope = new_envelope(
+        payload, source=service, subject=subject, request_id=current_request_id()
+    )
+    return envelope, {
+        "event_id": envelope.event_id,
+        "event_type": envelope.event_type,
+        "topic": TOPOLOGY.topic_published_by(service).name,
+        "subject": subject,
+        "body": encode(envelope),
+        "attributes": message_attributes(envelope),
+        "request_id": envelope.request_id or None,
+        "created_at": datetime.now(UTC),
+    }
+
+
 def record_event(
     session: Session, service: ServiceName, payload: Message, *, subject: str
 ) -> Envelope:
     """Add an event to the outbox; it is published only if the session's transaction commits."""
     notify_after_commit(session, notify_channel(service))
-    envelope = new_envelope(
-        payload, source=service, subject=subject, request_id=current_request_id()
-    )
-    session.execute(
-        _INSERT,
-        {
-            "event_id": envelope.event_id,
-            "event_type": envelope.event_type,
-            "topic": TOPOLOGY.topic_published_by(service).name,
-            "subject": subject,
-            "body": encode(envelope),
-            "attributes": message_attributes(envelope),
-            "request_id": envelope.request_id or None,
-            "created_at": datetime.now(UTC),
-        },
-    )
+    envelope, row = outbox_row(service, payload, subject=subject)
+    session.execute(INSERT_OUTBOX, row)
     return envelope

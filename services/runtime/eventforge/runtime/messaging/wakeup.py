@@ -99,8 +99,11 @@ class RelayWaker:
 
     def after_commit(self, session: Session) -> None:
         channels = session.info.pop(OUTBOX_CHANNELS, None)
-        if not channels:
-            return
+        if channels:
+            self.wake(channels)
+
+    def wake(self, channels: set[str]) -> None:
+        """Notify `channels` soon (a transaction that recorded events has committed)."""
         with self._lock:
             self._pending |= channels
             if self._sending:
