@@ -194,8 +194,8 @@ class AsyncSqlEventUnitOfWork(AsyncUnitOfWork[Entity]):
         self.seen: list[Entity] = []
 
     @abc.abstractmethod
-    def bind(self, connection: AsyncConnection) -> None:
-        """Create the unit's repositories on `connection`."""
+    async def bind(self, connection: AsyncConnection) -> None:
+        """Create the unit's repositories on `connection` (its transaction has begun)."""
 
     @abc.abstractmethod
     def outgoing(self, entity: Entity, event: Any) -> tuple[Message, str]:
@@ -208,12 +208,17 @@ class AsyncSqlEventUnitOfWork(AsyncUnitOfWork[Entity]):
     async def __aenter__(self) -> Self:
         self.seen = []
         self._span, self._span_token = transaction_span(self.service, self.engine.dialect.name)
+        connection: AsyncConnection | None = None
         try:
-            self.connection = await self.engine.connect()
+            connection = self.connection = await self.engine.connect()
+            # Begun explicitly: repositories may work on the driver's connection beneath it.
+            await connection.begin()
+            await self.bind(connection)
         except BaseException as error:
+            if connection is not None:
+                await connection.close()
             end_transaction_span(self._span, self._span_token, error)
             raise
-        self.bind(self.connection)
         return self
 
     async def __aexit__(

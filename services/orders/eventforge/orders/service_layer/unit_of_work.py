@@ -12,6 +12,9 @@ from eventforge.orders.adapters.repository import (
     AsyncSqlCatalog,
     AsyncSqlIdempotencyKeys,
     AsyncSqlOrders,
+    PgCatalog,
+    PgIdempotencyKeys,
+    PgOrders,
     SqlCatalog,
     SqlIdempotencyKeys,
     SqlOrders,
@@ -76,10 +79,17 @@ class AsyncSqlUnitOfWork(AsyncSqlEventUnitOfWork[Order], AsyncUnitOfWork):
 
     service = "orders"
 
-    def bind(self, connection: AsyncConnection) -> None:
-        self.orders = AsyncSqlOrders(connection)
-        self.catalog = AsyncSqlCatalog(connection)
-        self.idempotency = AsyncSqlIdempotencyKeys(connection)
+    async def bind(self, connection: AsyncConnection) -> None:
+        if connection.dialect.name == "postgresql":
+            driver = (await connection.get_raw_connection()).driver_connection
+            assert driver is not None, "a connection checked out of the pool"
+            self.orders = PgOrders(driver)
+            self.catalog = PgCatalog(driver)
+            self.idempotency = PgIdempotencyKeys(driver)
+        else:
+            self.orders = AsyncSqlOrders(connection)
+            self.catalog = AsyncSqlCatalog(connection)
+            self.idempotency = AsyncSqlIdempotencyKeys(connection)
 
     def outgoing(self, entity: Order, event: Any) -> tuple[Message, str]:
         return outgoing(entity, event)
