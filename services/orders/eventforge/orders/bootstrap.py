@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from eventforge.files.v1 import files_pb2_grpc
 from eventforge.orders.adapters.payments import LocalPaymentGateway
+from eventforge.orders.adapters.repository import CataloguePrices
 from eventforge.orders.service_layer.ports import PaymentGateway
 from eventforge.orders.service_layer.saga import RetryPolicy
 from eventforge.orders.service_layer.unit_of_work import AsyncSqlUnitOfWork, SqlUnitOfWork
@@ -49,9 +50,16 @@ class OrdersApp:
     def _waker(self) -> RelayWaker | None:
         return relay_waker(self.engine)
 
+    @cached_property
+    def prices(self) -> CataloguePrices:
+        """The catalogue products this process read, kept CATALOGUE_CACHE_SECONDS."""
+        return CataloguePrices(self.settings.catalogue_cache_seconds)
+
     def async_uow(self) -> AsyncSqlUnitOfWork:
         waker = self._waker
-        return AsyncSqlUnitOfWork(self.async_engine, None if waker is None else waker.wake)
+        return AsyncSqlUnitOfWork(
+            self.async_engine, None if waker is None else waker.wake, self.prices
+        )
 
     @cached_property
     def files(self) -> files_pb2_grpc.FilesServiceStub:

@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         "port (SO_REUSEPORT: the kernel spreads client connections over them). In the cloud "
         "each task runs one, and the service scales by tasks.",
     )
+    catalogue_cache_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        description="How long an orders API process keeps the catalogue products it read (their "
+        "names, prices and currencies, which CreateOrder checks requests against); 0 reads them "
+        "for every call. A price change applies to new orders within this time.",
+    )
     grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     grpc_grace_seconds: float = Field(default=5.0, ge=0)
     grpc_deadline_seconds: float = Field(

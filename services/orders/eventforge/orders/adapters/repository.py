@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -337,6 +338,46 @@ class PgIdempotencyKeys(AsyncIdempotencyKeys):
             row = await cursor.fetchone()
         assert row is not None, "a key that conflicted is there"
         return IdempotencyRecord(row[0], row[1])
+
+
+class CataloguePrices:
+    """The catalogue products an API process read, kept for `seconds` (shared by its units)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._read: dict[str, tuple[float, Product]] = {}
+
+    def fresh(self, skus: set[str]) -> dict[str, Product]:
+        """The products among `skus` read less than `seconds` ago."""
+        now = self.clock()
+        found = {}
+        for sku in skus:
+            kept = self._read.get(sku)
+            if kept is not None and now - kept[0] < self.seconds:
+                found[sku] = kept[1]
+        return found
+
+    def keep(self, products: dict[str, Product]) -> None:
+        now = self.clock()
+        self._read.update((sku, (now, product)) for sku, product in products.items())
+
+
+class CachedCatalog(AsyncCatalog):
+    """A catalogue that reads only the products `prices` holds no fresh copy of."""
+
+    def __init__(self, catalog: AsyncCatalog, prices: CataloguePrices) -> None:
+        self.catalog = catalog
+        self.prices = prices
+
+    async def products(self, skus: set[str]) -> dict[str, Product]:
+        found = self.prices.fresh(skus)
+        missing = skus - found.keys()
+        if missing:
+            read = await self.catalog.products(missing)
+            self.prices.keep(read)
+            found.update(read)
+        return found
 
 
 def _line_rows(order: Order) -> list[dict[str, Any]]:

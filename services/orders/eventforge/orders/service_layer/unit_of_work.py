@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf.message import Message
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import Session
 
 from eventforge.orders.adapters.repository import (
     AsyncSqlCatalog,
     AsyncSqlIdempotencyKeys,
     AsyncSqlOrders,
+    CachedCatalog,
+    CataloguePrices,
     PgCatalog,
     PgIdempotencyKeys,
     PgOrders,
@@ -79,17 +82,30 @@ class AsyncSqlUnitOfWork(AsyncSqlEventUnitOfWork[Order], AsyncUnitOfWork):
 
     service = "orders"
 
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        wake: Callable[[set[str]], None] | None = None,
+        prices: CataloguePrices | None = None,
+    ) -> None:
+        super().__init__(engine, wake)
+        self.prices = prices
+
     async def bind(self, connection: AsyncConnection) -> None:
+        catalog: AsyncCatalog
         if connection.dialect.name == "postgresql":
             driver = (await connection.get_raw_connection()).driver_connection
             assert driver is not None, "a connection checked out of the pool"
             self.orders = PgOrders(driver)
-            self.catalog = PgCatalog(driver)
+            catalog = PgCatalog(driver)
             self.idempotency = PgIdempotencyKeys(driver)
         else:
             self.orders = AsyncSqlOrders(connection)
-            self.catalog = AsyncSqlCatalog(connection)
+            catalog = AsyncSqlCatalog(connection)
             self.idempotency = AsyncSqlIdempotencyKeys(connection)
+        if self.prices is not None and self.prices.seconds > 0:
+            catalog = CachedCatalog(catalog, self.prices)
+        self.catalog = catalog
 
     def outgoing(self, entity: Order, event: Any) -> tuple[Message, str]:
         return outgoing(entity, event)

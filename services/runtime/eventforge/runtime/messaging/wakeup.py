@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import psycopg
 from sqlalchemy import Engine
@@ -85,14 +86,16 @@ def notify_after_commit(session: Session, channel: str) -> None:
 class RelayWaker:
     """Sends the NOTIFYs that sessions asked for (`notify_after_commit`) once they commit.
 
-    Listens to a sessionmaker's `after_commit` and `after_rollback`. A thread sends them on a
-    pooled connection of the engine, each in a transaction of its own, and ends when nothing is
-    left to send. A NOTIFY that fails is logged and dropped: the relays also poll, so a lost
+    Listens to a sessionmaker's `after_commit` and `after_rollback` (and asyncio units of work
+    call `wake`). A thread sends them on a pooled connection of the engine, each in a
+    transaction of its own: the first at once, then at most one per `interval` while commits
+    keep coming, and ends when nothing is left to send. A NOTIFY that fails is logged and dropped: the relays also poll, so a lost
     wake-up delays events by at most a poll interval, and loses none.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, interval: float = 0.02) -> None:
         self.engine = engine
+        self.interval = interval
         self._pending: set[str] = set()
         self._lock = threading.Lock()
         self._sending = False
@@ -115,7 +118,13 @@ class RelayWaker:
         session.info.pop(OUTBOX_CHANNELS, None)
 
     def _send(self) -> None:
+        first = True
         while True:
+            if not first:
+                # The commits of the next few milliseconds share one NOTIFY: a relay that was
+                # woken is busy publishing what they wrote anyway.
+                time.sleep(self.interval)
+            first = False
             with self._lock:
                 channels, self._pending = self._pending, set()
                 if not channels:
