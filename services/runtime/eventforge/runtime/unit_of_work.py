@@ -4,6 +4,7 @@ entities it saw recorded in the outbox within it (`commit`), or nothing at all (
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
@@ -84,9 +85,16 @@ def new_events(entities: list[Entity], outgoing: Outgoing[Entity]) -> Iterator[t
             yield outgoing(entity, entity.events.pop(0))
 
 
+@functools.cache
+def _tracer() -> trace.Tracer:
+    # Once per process: looking the tracer up cost a few percent of a small call's CPU. Before
+    # telemetry is configured it is a proxy, which follows the provider once there is one.
+    return trace.get_tracer(__name__)
+
+
 def transaction_span(service: ServiceName, dialect: str) -> tuple[trace.Span, object]:
     """Start the one span of a unit of work, `<service> transaction`, and make it current."""
-    span = trace.get_tracer(__name__).start_span(
+    span = _tracer().start_span(
         f"{service} transaction", kind=trace.SpanKind.CLIENT, attributes={"db.system": dialect}
     )
     return span, context.attach(trace.set_span_in_context(span))

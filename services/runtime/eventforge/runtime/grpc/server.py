@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+import uvloop
 from grpc_health.v1 import _async as aio_health
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -127,14 +128,14 @@ def start_server(
 ) -> ServiceServer:
     """Start a server on `address` with the service(s) `register` adds, health and reflection.
 
-    The server is grpc.aio on an event loop of its own (a thread): a servicer's `async def`
-    methods run on that loop, its plain methods in a pool of GRPC_MAX_WORKERS threads. With
-    TLS_DIR or TLS_BUNDLE set the server speaks mTLS as `identity` (the service's certificate
-    name), requires client certificates from the same CA and authorizes callers by their
-    identity. With HEALTH_HTTP_ADDR set it also serves `GET /healthz` there. Every call is
+    The server is grpc.aio on an event loop of its own (uvloop, in a thread): a servicer's
+    `async def` methods run on that loop, its plain methods in a pool of GRPC_MAX_WORKERS
+    threads. With TLS_DIR or TLS_BUNDLE set the server speaks mTLS as `identity` (the service's
+    certificate name), requires client certificates from the same CA and authorizes callers by
+    their identity. With HEALTH_HTTP_ADDR set it also serves `GET /healthz` there. Every call is
     logged and timed into `rpc.server.duration` (`metrics`, by default the process's).
     """
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop()
     threading.Thread(target=loop.run_forever, name="grpc-server", daemon=True).start()
     try:
         server, health_servicer, port = asyncio.run_coroutine_threadsafe(

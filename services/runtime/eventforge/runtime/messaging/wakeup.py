@@ -89,8 +89,9 @@ class RelayWaker:
     Listens to a sessionmaker's `after_commit` and `after_rollback` (and asyncio units of work
     call `wake`). A thread sends them on a pooled connection of the engine, each in a
     transaction of its own: the first at once, then at most one per `interval` while commits
-    keep coming, and ends when nothing is left to send. A NOTIFY that fails is logged and dropped: the relays also poll, so a lost
-    wake-up delays events by at most a poll interval, and loses none.
+    keep coming, and ends when nothing is left to send. A NOTIFY that fails is logged and
+    dropped: the relays also poll, so a lost wake-up delays events by at most a poll interval,
+    and loses none.
     """
 
     def __init__(self, engine: Engine, interval: float = 0.02) -> None:
