@@ -100,6 +100,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "kept up with",
     )
     parser.add_argument("--drain-timeout", type=float, default=90.0)
+    parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        help="API processes per service in the stack (EVENTFORGE_API_PROCESSES; make up: 1)",
+    )
     parser.add_argument("--only", choices=("backbone", "stack", "pipeline"), help="run one phase")
     parser.add_argument("--quick", action="store_true", help="1 round, small sizes (smoke)")
     parser.add_argument("--output", type=Path, default=HERE / "results.json")
@@ -208,7 +214,7 @@ def stack_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> None
     stack: Stack | None = None
     try:
         for n in range(args.startup_rounds):
-            stack = Stack(ws.root / "stack", ws.database_url)
+            stack = Stack(ws.root / "stack", ws.database_url, args.api_processes)
             seconds = stack.start()
             out.round("startup_s", seconds)
             out.round("startup_reported_s", stack.reported_ready_s)
@@ -242,7 +248,7 @@ def pipeline_phase(ws: Workspace, args: argparse.Namespace, out: Collected) -> N
     """
     # Its own database: the orders the stack phase placed are not its backlog.
     database_name, database_url = create_database(ADMIN_URL, "bench_pipeline")
-    stack = Stack(ws.root / "pipeline", database_url)
+    stack = Stack(ws.root / "pipeline", database_url, args.api_processes)
     rounds: list[pipeline.PipelineRound] = []
     ceiling: float | None = None
     try:

@@ -43,6 +43,8 @@ class Stack:
 
     data_dir: Path
     database_url: str
+    api_processes: int = 1
+    """EVENTFORGE_API_PROCESSES of the stack (`make up`'s default: 1)."""
     orders_addr: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
     files_addr: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
     notifier_addr: str = field(default_factory=lambda: f"127.0.0.1:{free_port()}")
@@ -63,6 +65,7 @@ class Stack:
                 # The dashboard is part of what `make up` runs (and of its memory), on a free
                 # port so a developer's own stack on the default one does not clash.
                 "EVENTFORGE_DASHBOARD_ADDR": f"127.0.0.1:{free_port()}",
+                "EVENTFORGE_API_PROCESSES": str(self.api_processes),
             }
         )
 
