@@ -36,6 +36,8 @@ class OrdersApp:
     engine: Engine
     sessions: sessionmaker[Session]
     gateway: PaymentGateway
+    waker: RelayWaker | None = None
+    """Wakes the relays after commits that recorded events (None on SQLite: they poll)."""
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def uow(self) -> SqlUnitOfWork:
@@ -47,19 +49,13 @@ class OrdersApp:
         return create_async_service_engine(self.settings, "orders")
 
     @cached_property
-    def _waker(self) -> RelayWaker | None:
-        return relay_waker(self.engine)
-
-    @cached_property
     def prices(self) -> CataloguePrices:
         """The catalogue products this process read, kept CATALOGUE_CACHE_SECONDS."""
         return CataloguePrices(self.settings.catalogue_cache_seconds)
 
     def async_uow(self) -> AsyncSqlUnitOfWork:
-        waker = self._waker
-        return AsyncSqlUnitOfWork(
-            self.async_engine, None if waker is None else waker.wake, self.prices
-        )
+        wake = None if self.waker is None else self.waker.wake
+        return AsyncSqlUnitOfWork(self.async_engine, wake, self.prices)
 
     @cached_property
     def files(self) -> files_pb2_grpc.FilesServiceStub:
@@ -84,9 +80,11 @@ def bootstrap(
     `pre_ping`: see `create_service_engine`.
     """
     engine = create_service_engine(settings, "orders", pre_ping=pre_ping)
+    waker = relay_waker(engine)
     return OrdersApp(
         settings=settings,
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=session_factory(engine, waker),
         gateway=gateway or LocalPaymentGateway(engine),
+        waker=waker,
     )

@@ -30,9 +30,9 @@ from eventforge.runtime.settings import SERVICES, ServiceName, Settings, split_a
 
 LOCAL_WAIT_SECONDS = 2
 LOCAL_METRIC_EXPORT_MILLIS = 10_000
+"""How often the processes export metrics to the dashboard (the SDK's default is 60 s)."""
 BACKGROUND_NICENESS = 10
 """Added to the nice value of the worker and relay processes: the APIs come first."""
-"""How often the processes export metrics to the dashboard (the SDK's default is 60 s)."""
 _OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
 

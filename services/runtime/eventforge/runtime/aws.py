@@ -24,7 +24,6 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 # Above SQS's longest long poll (20 s), so a receive is never cut short by the client.
 READ_TIMEOUT_SECONDS = 30.0
 MAX_ATTEMPTS = 3
-EMULATOR_CREDENTIAL = CREDENTIAL
 
 
 def _config(settings: Settings) -> Config:
@@ -49,8 +48,8 @@ def _options(settings: Settings) -> dict[str, Any]:
     has_own_credentials = "AWS_ACCESS_KEY_ID" in os.environ or "AWS_PROFILE" in os.environ
     if settings.aws_endpoint_url and not has_own_credentials:
         # The emulator accepts any credentials; a fresh machine has none to find.
-        options["aws_access_key_id"] = EMULATOR_CREDENTIAL
-        options["aws_secret_access_key"] = EMULATOR_CREDENTIAL
+        options["aws_access_key_id"] = CREDENTIAL
+        options["aws_secret_access_key"] = CREDENTIAL
     return options
 
 

@@ -192,11 +192,12 @@ def relay_waker(engine: Engine) -> RelayWaker | None:
     return RelayWaker(engine) if is_postgres(engine) else None
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
+def session_factory(engine: Engine, waker: RelayWaker | None = None) -> sessionmaker[Session]:
     """Sessions of `engine`; on PostgreSQL, their commits wake the relays they ask to wake
-    (`messaging.wakeup.notify_after_commit`, which `record_event` does)."""
+    (`messaging.wakeup.notify_after_commit`, which `record_event` does), through `waker` (by
+    default one of their own)."""
     sessions = sessionmaker(engine, expire_on_commit=False)
-    waker = relay_waker(engine)
+    waker = waker or relay_waker(engine)
     if waker is not None:
         event.listen(sessions, "after_commit", waker.after_commit)
         event.listen(sessions, "after_rollback", waker.after_rollback)

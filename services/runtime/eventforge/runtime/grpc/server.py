@@ -61,6 +61,8 @@ class ServiceServer:
     service_names: Sequence[str]
     port: int
     loop: asyncio.AbstractEventLoop
+    executor: futures.Executor
+    """Runs the servicers' plain methods."""
     probe: Callable[[], bool] | None = None
     probe_seconds: float = 2.0
     status: HealthStatus = field(default_factory=HealthStatus)
@@ -111,6 +113,7 @@ class ServiceServer:
         self.status.shutdown()
         self._on_loop(self.server.stop(grace))
         self.loop.call_soon_threadsafe(self.loop.stop)
+        self.executor.shutdown(wait=False)
         # Only now: load balancers keep seeing 503 (not a refused port) while calls drain.
         if self.health_http is not None:
             self.health_http.stop()
@@ -138,14 +141,21 @@ def start_server(
     loop = uvloop.new_event_loop()
     threading.Thread(target=loop.run_forever, name="grpc-server", daemon=True).start()
     try:
-        server, health_servicer, port = asyncio.run_coroutine_threadsafe(
+        server, health_servicer, port, executor = asyncio.run_coroutine_threadsafe(
             _start(settings, address, register, service_names, identity, metrics), loop
         ).result()
     except BaseException:
         loop.call_soon_threadsafe(loop.stop)
         raise
     running = ServiceServer(
-        server, health_servicer, service_names, port, loop, probe, settings.health_probe_seconds
+        server,
+        health_servicer,
+        service_names,
+        port,
+        loop,
+        executor,
+        probe,
+        settings.health_probe_seconds,
     )
     # Not serving until the first dependency probe says so.
     running.set_serving(probe is None)
@@ -166,7 +176,7 @@ async def _start(
     service_names: Sequence[str],
     identity: str | None,
     metrics: Metrics | None,
-) -> tuple[grpc.aio.Server, aio_health.HealthServicer, int]:
+) -> tuple[grpc.aio.Server, aio_health.HealthServicer, int, futures.Executor]:
     tls = Identity.configured(settings, identity)
     authorize = None if tls is None else Authorization(settings.api_clients)
     executor = futures.ThreadPoolExecutor(
@@ -194,7 +204,7 @@ async def _start(
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
     await server.start()
-    return server, health_servicer, port
+    return server, health_servicer, port, executor
 
 
 def run_until(running: ServiceServer, stop: threading.Event, grace: float) -> None:
