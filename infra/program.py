@@ -125,7 +125,7 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             f"queue-{queue.name}",
             ServiceQueueArgs(
                 queue=names.queues[queue.name],
-                topic_arn=topics[queue.topic].arn,
+                topic_arn=None if queue.topic is None else topics[queue.topic].arn,
                 max_receives=(
                     queue.max_receives
                     if settings.dlq_max_receives is None

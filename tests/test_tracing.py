@@ -27,6 +27,7 @@ def test_declared_async_edges_are_exactly_the_topology_subscriptions() -> None:
     from_topology = {
         Edge(str(topic.publisher), queue.consumer, "async", event_type)
         for queue in TOPOLOGY.queues
+        if queue.topic is not None
         for topic in [TOPOLOGY.topic(queue.topic)]
         if topic.publisher is not None
         for event_type in queue.event_types or ()

@@ -19,7 +19,8 @@ class ServiceQueueArgs:
     """A queue of the topology, the topic it subscribes to and its stack-specific limits."""
 
     queue: ResolvedQueue
-    topic_arn: pulumi.Input[str]
+    topic_arn: pulumi.Input[str] | None
+    """None for a jobs queue: only its schedules' role sends to it (IAM), no topic does."""
     max_receives: int
     """Receives before a message moves to the DLQ (the stack's setting or the topology's)."""
     alerts_topic_arn: pulumi.Input[str]
@@ -73,26 +74,8 @@ class ServiceQueue(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        policy = aws.sqs.QueuePolicy(
-            f"{name}-policy",
-            queue_url=queue.url,
-            policy=pulumi.Output.all(queue.arn, args.topic_arn).apply(
-                lambda arns: json.dumps(queue_policy(arns[0], arns[1]))
-            ),
-            opts=child,
-        )
-        filter_policy = spec.filter_policy()
-        aws.sns.TopicSubscription(
-            f"{name}-subscription",
-            topic=args.topic_arn,
-            protocol="sqs",
-            endpoint=queue.arn,
-            raw_message_delivery=True,
-            filter_policy=None if filter_policy is None else json.dumps(filter_policy),
-            filter_policy_scope=None if filter_policy is None else "MessageAttributes",
-            # Messages published before the policy exists would be refused by the queue.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
-        )
+        if args.topic_arn is not None:
+            self._subscribe(name, queue, args.topic_arn, spec.filter_policy())
         _alarm(
             f"{name}-dlq-depth",
             alarm_name=f"{args.queue.dlq_name}-not-empty",
@@ -127,6 +110,35 @@ class ServiceQueue(pulumi.ComponentResource):
                 "queue_name": self.queue_name,
                 "dlq_arn": self.dlq_arn,
             }
+        )
+
+    def _subscribe(
+        self,
+        name: str,
+        queue: aws.sqs.Queue,
+        topic_arn: pulumi.Input[str],
+        filter_policy: dict[str, list[str]] | None,
+    ) -> None:
+        """The queue policy letting only the topic send, then the subscription."""
+        child = pulumi.ResourceOptions(parent=self)
+        policy = aws.sqs.QueuePolicy(
+            f"{name}-policy",
+            queue_url=queue.url,
+            policy=pulumi.Output.all(queue.arn, topic_arn).apply(
+                lambda arns: json.dumps(queue_policy(arns[0], arns[1]))
+            ),
+            opts=child,
+        )
+        aws.sns.TopicSubscription(
+            f"{name}-subscription",
+            topic=topic_arn,
+            protocol="sqs",
+            endpoint=queue.arn,
+            raw_message_delivery=True,
+            filter_policy=None if filter_policy is None else json.dumps(filter_policy),
+            filter_policy_scope=None if filter_policy is None else "MessageAttributes",
+            # Messages published before the policy exists would be refused by the queue.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
 
 

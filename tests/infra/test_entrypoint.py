@@ -30,8 +30,8 @@ def test_the_program_entry_point_builds_and_exports_the_configured_stack(
         assert outputs["namePrefix"] == "eventforge-staging"
         assert outputs["lambdaConsumers"] == ["notifier"]
         assert outputs["phase"] == "backbone", "the stack file sets no imageTag"
-        # The topology's (orders, files, notifier, uploads, email) and the alerts topic.
-        assert len(cloud.of_type(TOPIC)) == 6
+        # The topology's (orders, files, notifier, uploads, email, inbound) and the alerts topic.
+        assert len(cloud.of_type(TOPIC)) == 7
         assert outputs["sesConfigurationSet"] == "eventforge-staging-email"
 
     urns = pulumi.Output.all(*[r.urn for r in created_resources()])

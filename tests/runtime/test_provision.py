@@ -83,6 +83,12 @@ def test_every_resource_is_created(
             "maxReceiveCount": spec.max_receives,
         }
         assert attributes["VisibilityTimeout"] == str(spec.visibility_timeout_seconds)
+        if spec.topic is None:
+            # A jobs queue: no topic sends to it, and it subscribes to none.
+            assert "Policy" not in attributes
+            assert queue.subscription_arn is None
+            continue
+        assert queue.subscription_arn is not None
         statement = json.loads(attributes["Policy"])["Statement"][0]
         assert statement["Condition"] == {
             "ArnEquals": {"aws:SourceArn": provisioned.topic_arns[spec.topic]}
@@ -170,7 +176,8 @@ def test_provisioning_twice_changes_nothing(
     assert provision(aws_settings, TOPOLOGY) == provisioned
     assert len(sqs.list_queues()["QueueUrls"]) == 2 * len(TOPOLOGY.queues)
     assert len(sns.list_topics()["Topics"]) == len(TOPOLOGY.topics)
-    assert len(sns.list_subscriptions()["Subscriptions"]) == len(TOPOLOGY.queues)
+    subscribed = [q for q in TOPOLOGY.queues if q.topic is not None]
+    assert len(sns.list_subscriptions()["Subscriptions"]) == len(subscribed)
     assert len(ses.list_configuration_sets()["ConfigurationSets"]) == 1
     assert _event_destinations(aws_settings) == destinations
     # Only the first configuration of the bucket's notifications sent a test event.
@@ -186,6 +193,8 @@ def test_provisioning_repairs_drift(
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "5"})
     filtered = provisioned.queues["files-orders"].subscription_arn
     unfiltered = provisioned.queues["files-uploads"].subscription_arn
+    assert filtered is not None
+    assert unfiltered is not None
     sns.set_subscription_attributes(
         SubscriptionArn=filtered, AttributeName="RawMessageDelivery", AttributeValue="false"
     )

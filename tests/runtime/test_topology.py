@@ -14,6 +14,7 @@ from eventforge.topology import (
     UPLOADS_INCOMING_PREFIX,
     UPLOADS_QUARANTINE_PREFIX,
     Queue,
+    schedule_problem,
 )
 
 
@@ -28,6 +29,10 @@ def test_declaration_has_no_problems() -> None:
 
 @pytest.mark.parametrize("queue", TOPOLOGY.queues, ids=lambda q: q.name)
 def test_every_filtered_event_type_is_carried_by_its_topic(queue: Queue) -> None:
+    if queue.topic is None:
+        assert queue.event_types is None
+        assert queue.filter_policy() is None
+        return
     carried = TOPOLOGY.event_types_of(queue.topic)
     if queue.event_types is None:
         assert queue.filter_policy() is None
@@ -45,6 +50,7 @@ def test_names_resolve_with_the_prefix() -> None:
         "notifier": "acme-dev-notifier-events",
         "uploads": "acme-dev-uploads-events",
         "email": "acme-dev-email-events",
+        "inbound": "acme-dev-inbound-events",
     }
     assert names.configuration_set == "acme-dev-email"
     assert names.buckets == {
@@ -94,13 +100,48 @@ def test_a_prefix_giving_invalid_names_is_rejected(prefix: str) -> None:
 
 
 def test_queues_consumed_by_each_service() -> None:
-    assert _names(TOPOLOGY.queues_consumed_by("orders")) == {"orders-orders"}
-    assert _names(TOPOLOGY.queues_consumed_by("files")) == {"files-orders", "files-uploads"}
+    assert _names(TOPOLOGY.queues_consumed_by("orders")) == {
+        "orders-orders",
+        "orders-inbound",
+        "orders-jobs",
+    }
+    assert _names(TOPOLOGY.queues_consumed_by("files")) == {
+        "files-orders",
+        "files-uploads",
+        "files-jobs",
+    }
     assert _names(TOPOLOGY.queues_consumed_by("notifier")) == {
         "notifier-orders",
         "notifier-files",
         "notifier-email",
+        "notifier-jobs",
     }
+    assert _names(TOPOLOGY.queues_consumed_by("ingest")) == {"ingest-jobs"}
+
+
+def test_every_job_targets_its_service_jobs_queue() -> None:
+    for job in TOPOLOGY.jobs:
+        assert TOPOLOGY.queue(job.queue).topic is None
+        assert job.handler_key == f"job:{job.name}"
+    assert {j.target for j in TOPOLOGY.jobs} == {"orders", "files", "notifier", "ingest"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "problem"),
+    [
+        ("rate(1 minute)", False),
+        ("rate(5 minutes)", False),
+        ("cron(0 3 * * ? *)", False),
+        ("rate(1 minutes)", True),
+        ("rate(5 minute)", True),
+        ("rate(0 minutes)", True),
+        ("rate(5 seconds)", True),
+        ("cron(0 3 * * ?)", True),
+        ("every 5 minutes", True),
+    ],
+)
+def test_schedule_expressions(expression: str, problem: bool) -> None:
+    assert (schedule_problem(expression) is not None) is problem
 
 
 def test_topic_published_by_each_service() -> None:

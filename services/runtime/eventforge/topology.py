@@ -22,7 +22,16 @@ UPLOADS_INCOMING_PREFIX = "incoming/"
 UPLOADS_QUARANTINE_PREFIX = "quarantine/"
 """Key prefix where the files worker moves rejected uploads (outside the notified prefix)."""
 
+JOBS = "jobs"
+"""The logical suffix of a service's jobs queue (`{service}-jobs`), fed by its schedules."""
+
+JOB_PREFIX = "job:"
+"""Handler registry keys of scheduled jobs' ticks: `job:` + the job's name."""
+
 _DAY = 24 * 60 * 60
+_JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{1,46}[a-z0-9]$")
+_RATE = re.compile(r"^rate\((?P<value>[1-9][0-9]*) (?P<unit>minute|minutes|hour|hours|day|days)\)$")
+_CRON = re.compile(r"^cron\((?P<fields>\S+( \S+){5})\)$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
@@ -42,7 +51,8 @@ class Queue:
     """One consuming service's SQS queue subscribed to one topic, with its DLQ."""
 
     consumer: ServiceName
-    topic: str
+    topic: str | None
+    """The topic it subscribes to; None for the service's jobs queue, which its schedules feed."""
     event_types: tuple[str, ...] | None
     """Exact `event_type` values let through; None subscribes to everything (no filter)."""
     max_receives: int = 5
@@ -53,12 +63,12 @@ class Queue:
 
     @property
     def name(self) -> str:
-        """The logical name, `{consumer}-{topic}`."""
-        return f"{self.consumer}-{self.topic}"
+        """The logical name, `{consumer}-{topic}` (`{consumer}-jobs` for a jobs queue)."""
+        return f"{self.consumer}-{self.topic or JOBS}"
 
     def filter_policy(self) -> dict[str, list[str]] | None:
         """The subscription's filter policy (message-attribute scope), or None for no filter."""
-        if self.event_types is None:
+        if self.topic is None or self.event_types is None:
             return None
         return {EVENT_TYPE_ATTRIBUTE: list(self.event_types)}
 
@@ -107,13 +117,43 @@ class MailEvents:
 
 
 @dataclass(frozen=True)
+class Job:
+    """Recurring work of one service: each tick is a message sent to the service's jobs queue.
+
+    In the cloud an EventBridge Scheduler schedule sends the tick; locally `eventforge up` runs
+    one scheduler with the same schedules. The worker handles a tick like any event (registry
+    key `job:{name}`): traced, retried, dead-lettered, and once per tick (the tick's scheduled
+    time is its id).
+    """
+
+    name: str
+    schedule: str
+    """An EventBridge Scheduler expression in UTC: `rate(5 minutes)` or `cron(0 3 * * ? *)`."""
+    target: ServiceName
+    description: str
+    payload: tuple[tuple[str, str], ...] = ()
+    """Fixed parameters the tick carries to the handler."""
+
+    @property
+    def handler_key(self) -> str:
+        """The handler registry key of this job's ticks."""
+        return JOB_PREFIX + self.name
+
+    @property
+    def queue(self) -> str:
+        """The logical name of the queue its ticks go to."""
+        return f"{self.target}-{JOBS}"
+
+
+@dataclass(frozen=True)
 class ResolvedQueue:
     """Physical names of a queue, its DLQ and the topic it subscribes to."""
 
     spec: Queue
     name: str
     dlq_name: str
-    topic_name: str
+    topic_name: str | None
+    """None for a jobs queue (no subscription)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +176,7 @@ class Topology:
     queues: tuple[Queue, ...]
     buckets: tuple[Bucket, ...]
     mail_events: MailEvents | None = None
+    jobs: tuple[Job, ...] = ()
 
     def topic(self, name: str) -> Topic:
         """The topic with this logical name."""
@@ -157,6 +198,17 @@ class Topology:
             if bucket.name == name:
                 return bucket
         raise KeyError(f"no bucket {name!r}")
+
+    def job(self, name: str) -> Job:
+        """The job with this name."""
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        raise KeyError(f"no job {name!r}")
+
+    def jobs_of(self, service: ServiceName) -> tuple[Job, ...]:
+        """The jobs whose ticks a service's workers handle."""
+        return tuple(j for j in self.jobs if j.target == service)
 
     def queues_consumed_by(self, service: ServiceName) -> tuple[Queue, ...]:
         """The queues a service's workers read."""
@@ -204,7 +256,7 @@ class Topology:
                 spec=q,
                 name=f"{prefix}-{q.name}",
                 dlq_name=f"{prefix}-{q.name}-dlq",
-                topic_name=topics[q.topic],
+                topic_name=None if q.topic is None else topics[q.topic],
             )
             for q in self.queues
         }
@@ -249,6 +301,10 @@ class Topology:
             ]
         if self.mail_events is not None:
             found += _mail_events_problems(self.mail_events, topics)
+        found += _duplicates("job", [j.name for j in self.jobs])
+        queue_names = {q.name for q in self.queues}
+        for job in self.jobs:
+            found += _job_problems(job, queue_names)
         found += [
             f"topic {t.name} has neither a publisher nor a bucket or mail events feeding it"
             for t in self.topics
@@ -269,11 +325,41 @@ def _duplicates(kind: str, names: list[str]) -> list[str]:
     return [f"duplicate {kind} {n}" for n in sorted(set(names)) if names.count(n) > 1]
 
 
+def _job_problems(job: Job, queue_names: set[str]) -> list[str]:
+    found: list[str] = []
+    if not _JOB_NAME.match(job.name):
+        found.append(f"job name {job.name} must be 3..48 of a-z, 0-9 and -")
+    if job.queue not in queue_names:
+        found.append(f"job {job.name} targets {job.target}, which has no {JOBS} queue")
+    problem = schedule_problem(job.schedule)
+    if problem is not None:
+        found.append(f"job {job.name}: {problem}")
+    return found
+
+
+def schedule_problem(expression: str) -> str | None:
+    """Why a schedule expression is not one EventBridge Scheduler and the local scheduler share
+    (`rate(N minute[s]|hour[s]|day[s])`, singular only for 1, or a six-field `cron(...)`)."""
+    rate = _RATE.match(expression)
+    if rate is not None:
+        plural = rate["unit"].endswith("s")
+        if plural == (rate["value"] == "1"):
+            return f"schedule {expression}: say 1 minute/hour/day, and N minutes/hours/days"
+        return None
+    if _CRON.match(expression) is not None:
+        return None
+    return f"schedule {expression} is neither rate(N unit) nor cron(six fields)"
+
+
 def _queue_problems(queue: Queue, topics: Mapping[str, Topic]) -> list[str]:
+    found: list[str] = []
+    if queue.topic is None:
+        if queue.event_types is not None:
+            found.append(f"jobs queue {queue.name} cannot filter on event types")
+        return found + _queue_limits(queue)
     topic = topics.get(queue.topic)
     if topic is None:
         return [f"queue {queue.name} subscribes to unknown topic {queue.topic}"]
-    found: list[str] = []
     if queue.event_types is not None:
         if not queue.event_types:
             found.append(f"queue {queue.name} filters on no event type (receives nothing)")
@@ -282,6 +368,11 @@ def _queue_problems(queue: Queue, topics: Mapping[str, Topic]) -> list[str]:
             for e in queue.event_types
             if e not in topic.event_types
         ]
+    return found + _queue_limits(queue)
+
+
+def _queue_limits(queue: Queue) -> list[str]:
+    found: list[str] = []
     if not 1 <= queue.max_receives <= 1000:
         found.append(f"queue {queue.name} max_receives must be 1..1000")
     if not 0 <= queue.visibility_timeout_seconds <= 12 * 60 * 60:
@@ -369,6 +460,8 @@ TOPOLOGY = Topology(
         Topic("uploads", publisher=None, event_types=()),
         # Nor do SES's email events (send, delivery, bounce, ...).
         Topic("email", publisher=None, event_types=()),
+        # What external systems push in: signed webhooks, verified and recorded by ingest.
+        Topic("inbound", publisher="ingest", event_types=("payment.succeeded", "payment.failed")),
     ),
     queues=(
         Queue("orders", "orders", event_types=("order.placed",)),
@@ -390,6 +483,11 @@ TOPOLOGY = Topology(
             event_types=("receipt.ready", "file.processed", "file.rejected"),
         ),
         Queue("notifier", "email", event_types=None),
+        Queue("orders", "inbound", event_types=("payment.succeeded", "payment.failed")),
+        Queue("orders", None, event_types=None),
+        Queue("files", None, event_types=None),
+        Queue("notifier", None, event_types=None),
+        Queue("ingest", None, event_types=None),
     ),
     buckets=(
         Bucket(
@@ -405,5 +503,49 @@ TOPOLOGY = Topology(
         Bucket("receipts"),
     ),
     mail_events=MailEvents(configuration_set="email", topic="email"),
+    jobs=(
+        Job(
+            "order-recovery",
+            "rate(1 minute)",
+            "orders",
+            "Resume sagas idle for 2 minutes; fail orders whose payment stayed pending too long.",
+        ),
+        Job(
+            "orders-retention",
+            "rate(1 hour)",
+            "orders",
+            "Delete inbox entries and published outbox rows past their retention.",
+        ),
+        Job(
+            "upload-expiry-sweep",
+            "rate(1 minute)",
+            "files",
+            "Expire uploads whose presigned URL lapsed without an object.",
+        ),
+        Job(
+            "files-retention",
+            "rate(1 hour)",
+            "files",
+            "Delete inbox entries and published outbox rows past their retention.",
+        ),
+        Job(
+            "delivery-retries",
+            "rate(1 minute)",
+            "notifier",
+            "Send the webhook deliveries and emails whose retry is due.",
+        ),
+        Job(
+            "notifier-retention",
+            "rate(1 hour)",
+            "notifier",
+            "Delete inbox entries, published outbox rows and old deliveries and emails.",
+        ),
+        Job(
+            "ingest-retention",
+            "rate(1 hour)",
+            "ingest",
+            "Delete published outbox rows and provider event ids past their retention.",
+        ),
+    ),
 )
 """The EventForge backbone."""

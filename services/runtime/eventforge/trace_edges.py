@@ -45,6 +45,8 @@ EDGES: frozenset[Edge] = frozenset(
         Edge("files", "notifier", "async", "receipt.ready"),
         Edge("files", "notifier", "async", "file.processed"),
         Edge("files", "notifier", "async", "file.rejected"),
+        Edge("ingest", "orders", "async", "payment.succeeded"),
+        Edge("ingest", "orders", "async", "payment.failed"),
         # Receipts are rendered from the order; links point at files' download URLs.
         Edge("files", "orders", "grpc", "OrdersService/GetOrder"),
         Edge("orders", "files", "grpc", "FilesService/GetDownloadUrl"),

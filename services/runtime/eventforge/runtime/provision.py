@@ -45,7 +45,8 @@ class ProvisionedQueue:
     arn: str
     dlq_url: str
     dlq_arn: str
-    subscription_arn: str
+    subscription_arn: str | None
+    """None for a jobs queue: its schedules send to it, no topic does."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,12 @@ def provision(settings: Settings, topology: Topology) -> ProvisionedTopology:
     sns, sqs, s3 = aws.sns(settings), aws.sqs(settings), aws.s3(settings)
     topic_arns = {logical: _ensure_topic(sns, name) for logical, name in names.topics.items()}
     queues = {
-        logical: _ensure_queue_pair(sqs, sns, resolved, topic_arns[resolved.spec.topic])
+        logical: _ensure_queue_pair(
+            sqs,
+            sns,
+            resolved,
+            None if resolved.spec.topic is None else topic_arns[resolved.spec.topic],
+        )
         for logical, resolved in names.queues.items()
     }
     for bucket in topology.buckets:
@@ -93,7 +99,7 @@ def _ensure_topic(sns: SNSClient, name: str) -> str:
 
 
 def _ensure_queue_pair(
-    sqs: SQSClient, sns: SNSClient, resolved: ResolvedQueue, topic_arn: str
+    sqs: SQSClient, sns: SNSClient, resolved: ResolvedQueue, topic_arn: str | None
 ) -> ProvisionedQueue:
     spec = resolved.spec
     dlq_url = _ensure_queue(
@@ -105,17 +111,19 @@ def _ensure_queue_pair(
     # A queue's ARN differs from its DLQ's only in the name (same partition, region, account).
     arn = f"{dlq_arn.rsplit(':', 1)[0]}:{resolved.name}"
     redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receives}
-    url = _ensure_queue(
-        sqs,
-        resolved.name,
-        {
-            "VisibilityTimeout": str(spec.visibility_timeout_seconds),
-            "MessageRetentionPeriod": str(spec.retention_seconds),
-            "RedrivePolicy": json.dumps(redrive),
-            "Policy": json.dumps(queue_policy(arn, topic_arn)),
-        },
+    attributes: dict[QueueAttributeNameType, str] = {
+        "VisibilityTimeout": str(spec.visibility_timeout_seconds),
+        "MessageRetentionPeriod": str(spec.retention_seconds),
+        "RedrivePolicy": json.dumps(redrive),
+    }
+    if topic_arn is not None:
+        attributes["Policy"] = json.dumps(queue_policy(arn, topic_arn))
+    url = _ensure_queue(sqs, resolved.name, attributes)
+    subscription_arn = (
+        None
+        if topic_arn is None
+        else _ensure_subscription(sns, topic_arn, arn, _subscription_attributes(resolved))
     )
-    subscription_arn = _ensure_subscription(sns, topic_arn, arn, _subscription_attributes(resolved))
     return ProvisionedQueue(
         url=url, arn=arn, dlq_url=dlq_url, dlq_arn=dlq_arn, subscription_arn=subscription_arn
     )

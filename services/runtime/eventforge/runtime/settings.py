@@ -9,8 +9,10 @@ from typing import Literal, Self
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceName = Literal["orders", "files", "notifier"]
+ServiceName = Literal["orders", "files", "notifier", "ingest"]
+"""Every service: each owns a database, publishes its events through an outbox, and consumes."""
 SERVICES: tuple[ServiceName, ...] = ("orders", "files", "notifier")
+"""The services with a gRPC API (`ingest` answers HTTP: the inbound webhooks)."""
 DatabaseAuth = Literal["password", "iam", "secret"]
 DEFAULT_DATABASE_ROLE_PREFIX = "eventforge"
 

@@ -26,7 +26,7 @@ from eventforge.common.v1 import money_pb2 as eventforge_dot_common_dot_v1_dot_m
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!eventforge/events/v1/events.proto\x12\x14\x65ventforge.events.v1\x1a eventforge/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf1\x06\n\x08\x45nvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x39\n\x0corder_placed\x18\n \x01(\x0b\x32!.eventforge.events.v1.OrderPlacedH\x00\x12?\n\x0forder_confirmed\x18\x0b \x01(\x0b\x32$.eventforge.events.v1.OrderConfirmedH\x00\x12\x39\n\x0corder_failed\x18\x0c \x01(\x0b\x32!.eventforge.events.v1.OrderFailedH\x00\x12?\n\x0forder_cancelled\x18\r \x01(\x0b\x32$.eventforge.events.v1.OrderCancelledH\x00\x12R\n\x19order_compensation_failed\x18\x0e \x01(\x0b\x32-.eventforge.events.v1.OrderCompensationFailedH\x00\x12;\n\rfile_uploaded\x18\x14 \x01(\x0b\x32\".eventforge.events.v1.FileUploadedH\x00\x12=\n\x0e\x66ile_processed\x18\x15 \x01(\x0b\x32#.eventforge.events.v1.FileProcessedH\x00\x12;\n\rfile_rejected\x18\x16 \x01(\x0b\x32\".eventforge.events.v1.FileRejectedH\x00\x12;\n\rreceipt_ready\x18\x17 \x01(\x0b\x32\".eventforge.events.v1.ReceiptReadyH\x00\x12\x43\n\x11notification_sent\x18\x1e \x01(\x0b\x32&.eventforge.events.v1.NotificationSentH\x00\x12G\n\x13notification_failed\x18\x1f \x01(\x0b\x32(.eventforge.events.v1.NotificationFailedH\x00\x42\t\n\x07payload\"\xa7\x01\n\x0bOrderPlaced\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12-\n\x05items\x18\x04 \x03(\x0b\x32\x1e.eventforge.common.v1.LineItem\x12*\n\x05total\x18\x05 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\"\xf0\x01\n\x0eOrderConfirmed\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12-\n\x05items\x18\x04 \x03(\x0b\x32\x1e.eventforge.common.v1.LineItem\x12*\n\x05total\x18\x05 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\x12\x12\n\npayment_id\x18\x06 \x01(\t\x12\x30\n\x0c\x63onfirm_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x0bOrderFailed\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"_\n\x0eOrderCancelled\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"Q\n\x17OrderCompensationFailed\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ompensation\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"I\n\x0c\x46ileUploaded\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"\x8b\x01\n\rFileProcessed\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x1d\n\x15\x64\x65tected_content_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x10\n\x08variants\x18\x05 \x03(\t\x12\x14\n\x0cnotify_email\x18\x06 \x01(\t\"X\n\x0c\x46ileRejected\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0cnotify_email\x18\x04 \x01(\t\"u\n\x0cReceiptReady\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12*\n\x05total\x18\x04 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\"g\n\x10NotificationSent\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61use_event_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\"\x7f\n\x12NotificationFailed\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x16\n\x0e\x63\x61use_event_id\x18\x05 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!eventforge/events/v1/events.proto\x12\x14\x65ventforge.events.v1\x1a eventforge/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf5\x07\n\x08\x45nvelope\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x12\n\nevent_type\x18\x02 \x01(\t\x12/\n\x0boccurred_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x39\n\x0corder_placed\x18\n \x01(\x0b\x32!.eventforge.events.v1.OrderPlacedH\x00\x12?\n\x0forder_confirmed\x18\x0b \x01(\x0b\x32$.eventforge.events.v1.OrderConfirmedH\x00\x12\x39\n\x0corder_failed\x18\x0c \x01(\x0b\x32!.eventforge.events.v1.OrderFailedH\x00\x12?\n\x0forder_cancelled\x18\r \x01(\x0b\x32$.eventforge.events.v1.OrderCancelledH\x00\x12R\n\x19order_compensation_failed\x18\x0e \x01(\x0b\x32-.eventforge.events.v1.OrderCompensationFailedH\x00\x12;\n\rfile_uploaded\x18\x14 \x01(\x0b\x32\".eventforge.events.v1.FileUploadedH\x00\x12=\n\x0e\x66ile_processed\x18\x15 \x01(\x0b\x32#.eventforge.events.v1.FileProcessedH\x00\x12;\n\rfile_rejected\x18\x16 \x01(\x0b\x32\".eventforge.events.v1.FileRejectedH\x00\x12;\n\rreceipt_ready\x18\x17 \x01(\x0b\x32\".eventforge.events.v1.ReceiptReadyH\x00\x12\x43\n\x11notification_sent\x18\x1e \x01(\x0b\x32&.eventforge.events.v1.NotificationSentH\x00\x12G\n\x13notification_failed\x18\x1f \x01(\x0b\x32(.eventforge.events.v1.NotificationFailedH\x00\x12\x43\n\x11payment_succeeded\x18( \x01(\x0b\x32&.eventforge.events.v1.PaymentSucceededH\x00\x12=\n\x0epayment_failed\x18) \x01(\x0b\x32#.eventforge.events.v1.PaymentFailedH\x00\x42\t\n\x07payload\"\xa7\x01\n\x0bOrderPlaced\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12-\n\x05items\x18\x04 \x03(\x0b\x32\x1e.eventforge.common.v1.LineItem\x12*\n\x05total\x18\x05 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\"\xf0\x01\n\x0eOrderConfirmed\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12-\n\x05items\x18\x04 \x03(\x0b\x32\x1e.eventforge.common.v1.LineItem\x12*\n\x05total\x18\x05 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\x12\x12\n\npayment_id\x18\x06 \x01(\t\x12\x30\n\x0c\x63onfirm_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x0bOrderFailed\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12\x13\n\x0b\x66\x61iled_step\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"_\n\x0eOrderCancelled\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"Q\n\x17OrderCompensationFailed\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ompensation\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"I\n\x0c\x46ileUploaded\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"\x8b\x01\n\rFileProcessed\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x1d\n\x15\x64\x65tected_content_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x10\n\x08variants\x18\x05 \x03(\t\x12\x14\n\x0cnotify_email\x18\x06 \x01(\t\"X\n\x0c\x46ileRejected\x12\x0f\n\x07\x66ile_id\x18\x01 \x01(\t\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0cnotify_email\x18\x04 \x01(\t\"u\n\x0cReceiptReady\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0f\n\x07\x66ile_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12*\n\x05total\x18\x04 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\"g\n\x10NotificationSent\x12\x17\n\x0fnotification_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63\x61use_event_id\x18\x02 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x03 \x01(\t\x12\x11\n\trecipient\x18\x04 \x01(\t\"\x7f\n\x12NotificationFailed\x12\x12\n\nwebhook_id\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x1c\n\x14\x63onsecutive_failures\x18\x03 \x01(\x05\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x16\n\x0e\x63\x61use_event_id\x18\x05 \x01(\t\"\x80\x01\n\x10PaymentSucceeded\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x19\n\x11provider_event_id\x18\x03 \x01(\t\x12+\n\x06\x61mount\x18\x04 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\"`\n\rPaymentFailed\x12\x12\n\npayment_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x19\n\x11provider_event_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,27 +34,31 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'eventforge.events.v1.events
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENVELOPE']._serialized_start=127
-  _globals['_ENVELOPE']._serialized_end=1008
-  _globals['_ORDERPLACED']._serialized_start=1011
-  _globals['_ORDERPLACED']._serialized_end=1178
-  _globals['_ORDERCONFIRMED']._serialized_start=1181
-  _globals['_ORDERCONFIRMED']._serialized_end=1421
-  _globals['_ORDERFAILED']._serialized_start=1423
-  _globals['_ORDERFAILED']._serialized_end=1536
-  _globals['_ORDERCANCELLED']._serialized_start=1538
-  _globals['_ORDERCANCELLED']._serialized_end=1633
-  _globals['_ORDERCOMPENSATIONFAILED']._serialized_start=1635
-  _globals['_ORDERCOMPENSATIONFAILED']._serialized_end=1716
-  _globals['_FILEUPLOADED']._serialized_start=1718
-  _globals['_FILEUPLOADED']._serialized_end=1791
-  _globals['_FILEPROCESSED']._serialized_start=1794
-  _globals['_FILEPROCESSED']._serialized_end=1933
-  _globals['_FILEREJECTED']._serialized_start=1935
-  _globals['_FILEREJECTED']._serialized_end=2023
-  _globals['_RECEIPTREADY']._serialized_start=2025
-  _globals['_RECEIPTREADY']._serialized_end=2142
-  _globals['_NOTIFICATIONSENT']._serialized_start=2144
-  _globals['_NOTIFICATIONSENT']._serialized_end=2247
-  _globals['_NOTIFICATIONFAILED']._serialized_start=2249
-  _globals['_NOTIFICATIONFAILED']._serialized_end=2376
+  _globals['_ENVELOPE']._serialized_end=1140
+  _globals['_ORDERPLACED']._serialized_start=1143
+  _globals['_ORDERPLACED']._serialized_end=1310
+  _globals['_ORDERCONFIRMED']._serialized_start=1313
+  _globals['_ORDERCONFIRMED']._serialized_end=1553
+  _globals['_ORDERFAILED']._serialized_start=1555
+  _globals['_ORDERFAILED']._serialized_end=1668
+  _globals['_ORDERCANCELLED']._serialized_start=1670
+  _globals['_ORDERCANCELLED']._serialized_end=1765
+  _globals['_ORDERCOMPENSATIONFAILED']._serialized_start=1767
+  _globals['_ORDERCOMPENSATIONFAILED']._serialized_end=1848
+  _globals['_FILEUPLOADED']._serialized_start=1850
+  _globals['_FILEUPLOADED']._serialized_end=1923
+  _globals['_FILEPROCESSED']._serialized_start=1926
+  _globals['_FILEPROCESSED']._serialized_end=2065
+  _globals['_FILEREJECTED']._serialized_start=2067
+  _globals['_FILEREJECTED']._serialized_end=2155
+  _globals['_RECEIPTREADY']._serialized_start=2157
+  _globals['_RECEIPTREADY']._serialized_end=2274
+  _globals['_NOTIFICATIONSENT']._serialized_start=2276
+  _globals['_NOTIFICATIONSENT']._serialized_end=2379
+  _globals['_NOTIFICATIONFAILED']._serialized_start=2381
+  _globals['_NOTIFICATIONFAILED']._serialized_end=2508
+  _globals['_PAYMENTSUCCEEDED']._serialized_start=2511
+  _globals['_PAYMENTSUCCEEDED']._serialized_end=2639
+  _globals['_PAYMENTFAILED']._serialized_start=2641
+  _globals['_PAYMENTFAILED']._serialized_end=2737
 # @@protoc_insertion_point(module_scope)

@@ -46,12 +46,14 @@ class Envelope(_message.Message):
     RECEIPT_READY_FIELD_NUMBER: _builtins.int
     NOTIFICATION_SENT_FIELD_NUMBER: _builtins.int
     NOTIFICATION_FAILED_FIELD_NUMBER: _builtins.int
+    PAYMENT_SUCCEEDED_FIELD_NUMBER: _builtins.int
+    PAYMENT_FAILED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     """Unique id of this event (a UUID); consumers deduplicate on it."""
     event_type: _builtins.str
     """Dotted type, e.g. "order.placed"; matches the payload field that is set."""
     source: _builtins.str
-    """Publishing service: "orders", "files" or "notifier"."""
+    """Publishing service: "orders", "files", "notifier" or "ingest" (inbound webhooks)."""
     subject: _builtins.str
     """Id of the aggregate the event is about (order id, file id, webhook id)."""
     request_id: _builtins.str
@@ -80,6 +82,10 @@ class Envelope(_message.Message):
     def notification_sent(self) -> Global___NotificationSent: ...
     @_builtins.property
     def notification_failed(self) -> Global___NotificationFailed: ...
+    @_builtins.property
+    def payment_succeeded(self) -> Global___PaymentSucceeded: ...
+    @_builtins.property
+    def payment_failed(self) -> Global___PaymentFailed: ...
     def __init__(
         self,
         *,
@@ -100,12 +106,14 @@ class Envelope(_message.Message):
         receipt_ready: Global___ReceiptReady | None = ...,
         notification_sent: Global___NotificationSent | None = ...,
         notification_failed: Global___NotificationFailed | None = ...,
+        payment_succeeded: Global___PaymentSucceeded | None = ...,
+        payment_failed: Global___PaymentFailed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["file_processed", b"file_processed", "file_rejected", b"file_rejected", "file_uploaded", b"file_uploaded", "notification_failed", b"notification_failed", "notification_sent", b"notification_sent", "occurred_at", b"occurred_at", "order_cancelled", b"order_cancelled", "order_compensation_failed", b"order_compensation_failed", "order_confirmed", b"order_confirmed", "order_failed", b"order_failed", "order_placed", b"order_placed", "payload", b"payload", "receipt_ready", b"receipt_ready"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file_processed", b"file_processed", "file_rejected", b"file_rejected", "file_uploaded", b"file_uploaded", "notification_failed", b"notification_failed", "notification_sent", b"notification_sent", "occurred_at", b"occurred_at", "order_cancelled", b"order_cancelled", "order_compensation_failed", b"order_compensation_failed", "order_confirmed", b"order_confirmed", "order_failed", b"order_failed", "order_placed", b"order_placed", "payload", b"payload", "payment_failed", b"payment_failed", "payment_succeeded", b"payment_succeeded", "receipt_ready", b"receipt_ready"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "event_type", b"event_type", "file_processed", b"file_processed", "file_rejected", b"file_rejected", "file_uploaded", b"file_uploaded", "notification_failed", b"notification_failed", "notification_sent", b"notification_sent", "occurred_at", b"occurred_at", "order_cancelled", b"order_cancelled", "order_compensation_failed", b"order_compensation_failed", "order_confirmed", b"order_confirmed", "order_failed", b"order_failed", "order_placed", b"order_placed", "payload", b"payload", "receipt_ready", b"receipt_ready", "request_id", b"request_id", "source", b"source", "subject", b"subject"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "event_type", b"event_type", "file_processed", b"file_processed", "file_rejected", b"file_rejected", "file_uploaded", b"file_uploaded", "notification_failed", b"notification_failed", "notification_sent", b"notification_sent", "occurred_at", b"occurred_at", "order_cancelled", b"order_cancelled", "order_compensation_failed", b"order_compensation_failed", "order_confirmed", b"order_confirmed", "order_failed", b"order_failed", "order_placed", b"order_placed", "payload", b"payload", "payment_failed", b"payment_failed", "payment_succeeded", b"payment_succeeded", "receipt_ready", b"receipt_ready", "request_id", b"request_id", "source", b"source", "subject", b"subject"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["order_placed", "order_confirmed", "order_failed", "order_cancelled", "order_compensation_failed", "file_uploaded", "file_processed", "file_rejected", "receipt_ready", "notification_sent", "notification_failed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["order_placed", "order_confirmed", "order_failed", "order_cancelled", "order_compensation_failed", "file_uploaded", "file_processed", "file_rejected", "receipt_ready", "notification_sent", "notification_failed", "payment_succeeded", "payment_failed"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
@@ -474,3 +482,70 @@ class NotificationFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___NotificationFailed: _TypeAlias = NotificationFailed  # noqa: Y015
+
+@_typing.final
+class PaymentSucceeded(_message.Message):
+    """payment.succeeded: the payment provider confirmed a charge out of band (its signed webhook,
+    received by ingest). The saga of the order whose charge answered "pending" goes on.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    PROVIDER_EVENT_ID_FIELD_NUMBER: _builtins.int
+    AMOUNT_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
+    """The provider's id of the charge, as its charge call answered it."""
+    provider: _builtins.str
+    """The declared webhook source that delivered it, e.g. "payments"."""
+    provider_event_id: _builtins.str
+    """The provider's own id of the event (ingest deduplicates on it)."""
+    @_builtins.property
+    def amount(self) -> _money_pb2.Money: ...
+    def __init__(
+        self,
+        *,
+        payment_id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        provider_event_id: _builtins.str = ...,
+        amount: _money_pb2.Money | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "payment_id", b"payment_id", "provider", b"provider", "provider_event_id", b"provider_event_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentSucceeded: _TypeAlias = PaymentSucceeded  # noqa: Y015
+
+@_typing.final
+class PaymentFailed(_message.Message):
+    """payment.failed: the payment provider refused a charge out of band."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    PROVIDER_EVENT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    payment_id: _builtins.str
+    provider: _builtins.str
+    provider_event_id: _builtins.str
+    reason: _builtins.str
+    """The provider's reason, e.g. "card declined"."""
+    def __init__(
+        self,
+        *,
+        payment_id: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        provider_event_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["payment_id", b"payment_id", "provider", b"provider", "provider_event_id", b"provider_event_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PaymentFailed: _TypeAlias = PaymentFailed  # noqa: Y015
