@@ -5,6 +5,7 @@ Plain data with no AWS SDK: the local provisioner and the Pulumi program both re
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -143,6 +144,14 @@ class Job:
     def queue(self) -> str:
         """The logical name of the queue its ticks go to."""
         return f"{self.target}-{JOBS}"
+
+    def tick_body(self, tick: str) -> str:
+        """The message body of one tick: `{"job", "tick", "payload"}` as JSON.
+
+        `tick` is the tick's scheduled time (ISO 8601, UTC); the Pulumi program passes
+        EventBridge Scheduler's `<aws.scheduler.scheduled-time>`, which it fills in per tick.
+        """
+        return json.dumps({"job": self.name, "tick": tick, "payload": dict(self.payload)})
 
 
 @dataclass(frozen=True)
