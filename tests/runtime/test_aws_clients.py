@@ -75,8 +75,12 @@ def test_a_worker_waits_for_its_queues(tmp_path: Path, monkeypatch: pytest.Monke
         _settings(tmp_path),
         threading.Event(),
     )
-    assert [q.name for q in queues] == ["eventforge-orders-orders"]
-    assert sqs.calls == 3  # two refusals, then the lookup of the one queue orders consumes
+    assert [q.name for q in queues] == [
+        "eventforge-orders-orders",
+        "eventforge-orders-inbound",
+        "eventforge-orders-jobs",
+    ]
+    assert sqs.calls == 5  # two refusals, then the lookup of each queue orders consumes
 
 
 def test_waiting_for_queues_ends_when_told_to_stop(tmp_path: Path) -> None:
