@@ -12,13 +12,14 @@ from typing import Self
 from google.protobuf.message import Message
 
 from eventforge.orders.domain.commands import PlaceOrder
-from eventforge.orders.domain.model import TERMINAL, Order, OrderLine
+from eventforge.orders.domain.model import Order, OrderLine
 from eventforge.orders.service_layer import handlers
 from eventforge.orders.service_layer.ports import (
     AsyncCatalog,
     AsyncIdempotencyKeys,
     AsyncOrders,
     Catalog,
+    Charge,
     IdempotencyKeys,
     IdempotencyRecord,
     OrderRepository,
@@ -71,12 +72,19 @@ class FakeOrders(OrderRepository):
             ]
         return copy.deepcopy(mine[:limit])
 
+    def with_payment(self, payment_id: str, *, for_update: bool = False) -> Order | None:
+        found = [o for o in self.rows.values() if payment_id and o.payment_id == payment_id]
+        return copy.deepcopy(found[0]) if found else None
+
     def stalled(self, *, older_than: datetime, limit: int) -> list[str]:
         return [
             o.order_id
             for o in self.rows.values()
-            if o.status not in TERMINAL and o.updated_at < older_than
+            if not (o.status.terminal or o.status.waiting) and o.updated_at < older_than
         ][:limit]
+
+    def payments_due(self, *, now: datetime, limit: int) -> list[str]:
+        return [o.order_id for o in self.rows.values() if o.payment_overdue(now)][:limit]
 
 
 class FakeCatalog(Catalog):
@@ -117,7 +125,8 @@ class FakeIdempotency(IdempotencyKeys):
 
 
 class FakeUnitOfWork(UnitOfWork):
-    """Shares its repositories across units; `crash_at` makes chosen commits fail."""
+    """Shares its repositories across units; `crash_at` (commit numbers) and `crash_next` make
+    chosen commits fail."""
 
     orders: FakeOrders
     catalog: FakeCatalog
@@ -131,6 +140,7 @@ class FakeUnitOfWork(UnitOfWork):
         self.pending: list[Message] = []
         self.commits = itertools.count(1)
         self.crash_at: set[int] = set()
+        self.crash_next = False
         self._snapshot: tuple[dict[str, Order], dict[str, int], dict[str, list[OrderLine]]] = (
             {},
             {},
@@ -150,7 +160,8 @@ class FakeUnitOfWork(UnitOfWork):
         self.pending.append(payload)
 
     def _commit(self) -> None:
-        if next(self.commits) in self.crash_at:
+        if next(self.commits) in self.crash_at or self.crash_next:
+            self.crash_next = False
             raise Crash("crashed while committing")
         self.published += self.pending
         self.pending = []
@@ -239,19 +250,27 @@ def get_order(*, order_id: str, uow: FakeUnitOfWork) -> Order:
 
 
 class FakeGateway(PaymentGateway):
-    """Outcomes by token, like the local provider; counts every charge and refund."""
+    """Outcomes by token, like the local provider; counts every charge and refund.
+
+    `tok_pending` charges stay in `pending` until `settle` decides them; a refund voids one.
+    """
 
     def __init__(self) -> None:
         self.charges: dict[str, str] = {}
         self.refunds: dict[str, str] = {}
         self.attempts: dict[str, int] = {}
         self.tokens: dict[str, str] = {}
+        self.pending: set[str] = set()
+        self.refused: dict[str, str] = {}
 
     def charge(
         self, *, idempotency_key: str, order_id: str, amount_minor: int, currency: str, token: str
-    ) -> str:
+    ) -> Charge:
         if idempotency_key in self.charges:
-            return self.charges[idempotency_key]
+            payment_id = self.charges[idempotency_key]
+            if payment_id in self.refused:
+                raise PaymentDeclined(self.refused[payment_id])
+            return Charge(payment_id, pending=payment_id in self.pending)
         attempt = self.attempts[idempotency_key] = self.attempts.get(idempotency_key, 0) + 1
         if token == "tok_decline":
             raise PaymentDeclined("card declined")
@@ -262,16 +281,30 @@ class FakeGateway(PaymentGateway):
         payment_id = f"pay-{order_id}"
         self.charges[idempotency_key] = payment_id
         self.tokens[payment_id] = token
-        return payment_id
+        if token == "tok_pending":
+            self.pending.add(payment_id)
+        return Charge(payment_id, pending=payment_id in self.pending)
+
+    def settle(self, payment_id: str, *, succeeded: bool = True, reason: str = "") -> None:
+        """Decide a pending charge, as the provider does before its webhook tells."""
+        self.pending.remove(payment_id)
+        if not succeeded:
+            self.refused[payment_id] = reason
 
     def find_charge(self, idempotency_key: str) -> str | None:
-        return self.charges.get(idempotency_key)
+        found = self.charges.get(idempotency_key)
+        return None if found in self.refused else found
 
     def refund(self, *, idempotency_key: str, payment_id: str) -> None:
         if self.tokens.get(payment_id) == "tok_refund_fails":
             raise PaymentDeclined("refund refused")
+        if payment_id in self.refused:
+            return  # it never took any money
+        self.pending.discard(payment_id)  # voided: it will never settle
         self.refunds.setdefault(payment_id, idempotency_key)
 
     def net_charges(self, order_id: str) -> int:
-        charged = sum(1 for p in self.charges.values() if p == f"pay-{order_id}")
-        return charged - sum(1 for p in self.refunds if p == f"pay-{order_id}")
+        """Charges that took (or may still take) the order's money, less its refunds."""
+        payment_id = f"pay-{order_id}"
+        charged = sum(1 for p in self.charges.values() if p == payment_id and p not in self.refused)
+        return charged - sum(1 for p in self.refunds if p == payment_id)

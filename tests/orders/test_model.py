@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from eventforge.orders.domain import model
@@ -129,3 +131,92 @@ def test_compensation_failure_is_terminal_and_alarmed() -> None:
     order.compensation_failed("refund_payment", "refund refused")
     assert order.status is OrderStatus.COMPENSATION_FAILED
     assert order.events[-1] == model.CompensationFailed("o-1", "refund_payment", "refund refused")
+
+
+DUE = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def waiting_order() -> Order:
+    order = new_order()
+    order.inventory_reserved()
+    order.payment_pending("pay-1", due_at=DUE)
+    return order
+
+
+def test_a_pending_charge_waits_until_its_deadline() -> None:
+    order = waiting_order()
+    assert order.status is OrderStatus.PAYMENT_PENDING
+    assert (order.payment_id, order.payment_due_at) == ("pay-1", DUE)
+    assert order.status.waiting
+    assert not order.status.terminal
+    assert not order.needs_refund  # waiting, not abandoned
+    assert not order.payment_overdue(DUE - timedelta(seconds=1))
+    assert order.payment_overdue(DUE)
+
+
+def test_a_confirmed_pending_payment_is_charged_then_confirmed() -> None:
+    order = waiting_order()
+    order.payment_confirmed()
+    assert status(order) is OrderStatus.PAYMENT_CHARGED
+    assert order.payment_due_at is None
+    order.confirm()
+    assert order.events[-1] == model.OrderConfirmed("o-1")
+
+
+def test_a_refused_pending_payment_compensates_with_nothing_to_refund() -> None:
+    order = waiting_order()
+    order.payment_refused("card declined")
+    assert status(order) is OrderStatus.COMPENSATING
+    assert (order.payment_id, order.failure_reason) == ("", "payment failed: card declined")
+    assert not order.needs_refund
+    order.release_done()
+    order.compensated()
+    assert order.events[-1] == model.OrderFailed(
+        "o-1", "charge_payment", "payment failed: card declined"
+    )
+
+
+def test_an_overdue_pending_payment_times_out_and_voids_the_charge() -> None:
+    order = waiting_order()
+    with pytest.raises(InvalidTransition, match="not due yet"):
+        order.payment_timed_out(DUE - timedelta(seconds=1))
+    order.payment_timed_out(DUE)
+    assert status(order) is OrderStatus.COMPENSATING
+    assert order.failure_reason == model.PAYMENT_TIMED_OUT
+    assert order.needs_refund  # the pending charge is voided
+    assert order.payment_due_at is None
+
+
+def test_cancelling_a_waiting_order_compensates() -> None:
+    order = waiting_order()
+    assert order.request_cancel("too slow")
+    assert status(order) is OrderStatus.COMPENSATING
+    assert order.needs_refund
+    assert order.reserved
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda o: o.payment_confirmed(),
+        lambda o: o.payment_refused("late"),
+        lambda o: o.payment_timed_out(DUE),
+    ],
+)
+def test_only_a_waiting_order_takes_the_providers_answer(answer: object) -> None:
+    order = new_order()
+    order.inventory_reserved()
+    order.payment_charged("pay-1")
+    assert callable(answer)
+    with pytest.raises(InvalidTransition):
+        answer(order)
+
+
+def test_a_pending_charge_answered_after_cancel_is_kept_to_be_voided() -> None:
+    order = new_order()
+    order.inventory_reserved()
+    order.request_cancel("cancel")
+    order.payment_pending("pay-late", due_at=DUE)
+    assert order.status is OrderStatus.COMPENSATING
+    assert order.needs_refund
+    assert order.payment_due_at is None

@@ -12,12 +12,9 @@ from hypothesis import strategies as st
 from eventforge.orders.domain.commands import CancelOrder, RequestedLine
 from eventforge.orders.domain.model import OrderStatus
 from eventforge.orders.service_layer import handlers
-from eventforge.orders.service_layer.saga import (
-    RetryPolicy,
-    advance_saga,
-    compensate,
-    recover_stalled,
-)
+from eventforge.orders.service_layer.ports import Charge
+from eventforge.orders.service_layer.recovery import recover_stalled
+from eventforge.orders.service_layer.saga import RetryPolicy, advance_saga, compensate
 from eventforge.runtime import deferred
 from eventforge.runtime.context import current_request_id, request_context
 from eventforge.runtime.errors import FailedPrecondition
@@ -210,7 +207,7 @@ class _RecordsRequestIds(FakeGateway):
 
     def charge(
         self, *, idempotency_key: str, order_id: str, amount_minor: int, currency: str, token: str
-    ) -> str:
+    ) -> Charge:
         self.request_ids.append(current_request_id())
         return super().charge(
             idempotency_key=idempotency_key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cached_property
 
 from sqlalchemy import Engine
@@ -87,4 +88,7 @@ def bootstrap(
         sessions=session_factory(engine, waker),
         gateway=gateway or LocalPaymentGateway(engine),
         waker=waker,
+        retry=RetryPolicy(
+            pending_timeout=timedelta(seconds=settings.payment_pending_timeout_seconds)
+        ),
     )

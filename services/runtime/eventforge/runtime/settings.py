@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         "names, prices and currencies, which CreateOrder checks requests against); 0 reads them "
         "for every call. A price change applies to new orders within this time.",
     )
+    payment_pending_timeout_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        description='How long an order whose charge the payment provider answered "pending" '
+        "waits for the provider's confirmation (payment.succeeded / payment.failed) before the "
+        "order-recovery work voids the charge, releases the stock and fails the order.",
+    )
     grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     grpc_grace_seconds: float = Field(default=5.0, ge=0)
     grpc_deadline_seconds: float = Field(

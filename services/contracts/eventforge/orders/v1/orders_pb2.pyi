@@ -44,6 +44,10 @@ class _OrderStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OrderStat
     """Terminal: cancelled by the caller; every completed step was compensated."""
     ORDER_STATUS_COMPENSATION_FAILED: _OrderStatus.ValueType  # 8
     """Terminal and alarmed: a compensation itself failed and needs an operator."""
+    ORDER_STATUS_PAYMENT_PENDING: _OrderStatus.ValueType  # 9
+    """The payment provider answered the charge "pending": waiting for its confirmation (until a
+    deadline, after which the order compensates and fails).
+    """
 
 class OrderStatus(_OrderStatus, metaclass=_OrderStatusEnumTypeWrapper):
     """Where an order is in its saga."""
@@ -65,6 +69,10 @@ ORDER_STATUS_CANCELLED: OrderStatus.ValueType  # 7
 """Terminal: cancelled by the caller; every completed step was compensated."""
 ORDER_STATUS_COMPENSATION_FAILED: OrderStatus.ValueType  # 8
 """Terminal and alarmed: a compensation itself failed and needs an operator."""
+ORDER_STATUS_PAYMENT_PENDING: OrderStatus.ValueType  # 9
+"""The payment provider answered the charge "pending": waiting for its confirmation (until a
+deadline, after which the order compensates and fails).
+"""
 Global___OrderStatus: _TypeAlias = OrderStatus  # noqa: Y015
 
 @_typing.final

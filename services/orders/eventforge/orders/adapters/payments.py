@@ -7,8 +7,12 @@ Tokens:
   tok_transient_N         N attempts fail as unavailable (N = 1..9), then the charge succeeds
   tok_timeout             every attempt times out
   tok_refund_fails        the charge succeeds; its refund is refused
+  tok_pending             the charge is accepted but pending: the provider settles or refuses
+                          it later, out of band (`settle`, then its webhook reports it as
+                          payment.succeeded / payment.failed); a refund before then voids it
 Any other token is declined as unknown. Charges and refunds are kept in the provider's own
-tables, once per idempotency key, so a retried call never charges or refunds twice.
+tables, once per idempotency key, so a retried call never charges or refunds twice; a repeated
+charge answers the charge as it stands (pending, settled, or declined once refused).
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Row
 from sqlalchemy.exc import IntegrityError
 
 from eventforge.orders.adapters.tables import payment_attempts, payment_charges, payment_refunds
 from eventforge.orders.service_layer.ports import (
+    Charge,
     PaymentDeclined,
     PaymentGateway,
     PaymentUnavailable,
@@ -34,9 +40,13 @@ _DECLINES = {
     "tok_decline": "card declined",
     "tok_insufficient_funds": "insufficient funds",
 }
-SUCCEEDING = ("tok_success", "tok_refund_fails")
+SUCCEEDING = ("tok_success", "tok_refund_fails", "tok_pending")
 REFUND_REFUSED = "tok_refund_fails"
 TIMES_OUT = "tok_timeout"
+PENDS = "tok_pending"
+
+# The states of a charge in the provider's books.
+SETTLED, PENDING, FAILED, VOIDED = "settled", "pending", "failed", "voided"
 
 
 class LocalPaymentGateway(PaymentGateway):
@@ -48,13 +58,14 @@ class LocalPaymentGateway(PaymentGateway):
 
     def charge(
         self, *, idempotency_key: str, order_id: str, amount_minor: int, currency: str, token: str
-    ) -> str:
-        existing = self.find_charge(idempotency_key)
-        if existing:
-            return existing
+    ) -> Charge:
+        existing = self._charge_under(idempotency_key)
+        if existing is not None:
+            return _answer(existing)
         attempt = self._count_attempt(idempotency_key)
         self._decide(token, attempt)
         payment_id = f"pay_{uuid.uuid4().hex}"
+        status = PENDING if token == PENDS else SETTLED
         try:
             with self.engine.begin() as connection:
                 connection.execute(
@@ -66,36 +77,66 @@ class LocalPaymentGateway(PaymentGateway):
                         currency=currency,
                         token=token,
                         created_at=datetime.now(UTC),
+                        status=status,
                     )
                 )
         except IntegrityError:
             # A concurrent call with the same key won: its charge is the charge.
-            return self.find_charge(idempotency_key) or self._raise_lost(idempotency_key)
-        return payment_id
+            won = self._charge_under(idempotency_key)
+            if won is None:
+                raise PaymentUnavailable(f"charge for {idempotency_key} vanished") from None
+            return _answer(won)
+        return Charge(payment_id, pending=status == PENDING)
+
+    def settle(self, payment_id: str, *, succeeded: bool = True, reason: str = "") -> None:
+        """Settle a pending charge out of band, as the provider does before its webhook reports
+        it (payment.succeeded, or payment.failed with `reason`): for tests and the local demo."""
+        with self.engine.begin() as connection:
+            settled = connection.execute(
+                sa.update(payment_charges)
+                .where(payment_charges.c.payment_id == payment_id)
+                .where(payment_charges.c.status == PENDING)
+                .values(
+                    status=SETTLED if succeeded else FAILED,
+                    reason="" if succeeded else reason or "card declined",
+                )
+            )
+            if settled.rowcount != 1:
+                raise LookupError(f"no pending charge {payment_id}")
 
     def refund(self, *, idempotency_key: str, payment_id: str) -> None:
         with self.engine.begin() as connection:
-            token = connection.scalar(
-                sa.select(payment_charges.c.token).where(payment_charges.c.payment_id == payment_id)
-            )
-            if token is None:
+            charged = connection.execute(
+                sa.select(payment_charges.c.token, payment_charges.c.status).where(
+                    payment_charges.c.payment_id == payment_id
+                )
+            ).one_or_none()
+            if charged is None:
                 raise PaymentDeclined(f"no charge {payment_id}")
             done = connection.scalar(
                 sa.select(sa.func.count()).where(payment_refunds.c.payment_id == payment_id)
             )
-            if done:
-                return
-            if token == REFUND_REFUSED:
+            if done or charged.status == FAILED:
+                return  # refunded already, or it never took any money
+            if charged.token == REFUND_REFUSED:
                 raise PaymentDeclined("refund refused by the provider")
-            try:
+            if charged.status == PENDING:
+                # Voided before it settled: it never will.
                 connection.execute(
-                    sa.insert(payment_refunds).values(
-                        refund_id=f"ref_{uuid.uuid4().hex}",
-                        idempotency_key=idempotency_key,
-                        payment_id=payment_id,
-                        created_at=datetime.now(UTC),
-                    )
+                    sa.update(payment_charges)
+                    .where(payment_charges.c.payment_id == payment_id)
+                    .values(status=VOIDED)
                 )
+            try:
+                with connection.begin_nested():
+                    connection.execute(
+                        sa.insert(payment_refunds).values(
+                            refund_id=f"ref_{uuid.uuid4().hex}",
+                            idempotency_key=idempotency_key,
+                            payment_id=payment_id,
+                            created_at=datetime.now(UTC),
+                        )
+                    )
             except IntegrityError:
                 return  # refunded concurrently under the same key
 
@@ -115,13 +156,18 @@ class LocalPaymentGateway(PaymentGateway):
         raise PaymentDeclined("unknown payment token")
 
     def find_charge(self, idempotency_key: str) -> str | None:
+        found = self._charge_under(idempotency_key)
+        return None if found is None or found.status == FAILED else str(found.payment_id)
+
+    def _charge_under(self, idempotency_key: str) -> Row[Any] | None:
         with self.engine.connect() as connection:
-            found: str | None = connection.scalar(
-                sa.select(payment_charges.c.payment_id).where(
-                    payment_charges.c.idempotency_key == idempotency_key
-                )
-            )
-            return found
+            return connection.execute(
+                sa.select(
+                    payment_charges.c.payment_id,
+                    payment_charges.c.status,
+                    payment_charges.c.reason,
+                ).where(payment_charges.c.idempotency_key == idempotency_key)
+            ).one_or_none()
 
     def _count_attempt(self, idempotency_key: str) -> int:
         """Count this attempt for the key (the transient tokens fail their first N)."""
@@ -147,6 +193,9 @@ class LocalPaymentGateway(PaymentGateway):
                     continue  # a concurrent first attempt inserted it: count on top of it
         raise PaymentUnavailable("could not record the payment attempt")
 
-    @staticmethod
-    def _raise_lost(idempotency_key: str) -> str:
-        raise PaymentUnavailable(f"charge for {idempotency_key} vanished")
+
+def _answer(charge: Row[Any]) -> Charge:
+    """A charge already made, as a repeated charge call answers it."""
+    if charge.status == FAILED:
+        raise PaymentDeclined(charge.reason or "refused by the provider")
+    return Charge(str(charge.payment_id), pending=charge.status == PENDING)

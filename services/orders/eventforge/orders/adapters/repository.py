@@ -22,7 +22,7 @@ from eventforge.orders.adapters.tables import (
     products,
     reservations,
 )
-from eventforge.orders.domain.model import TERMINAL, Order, OrderLine, OrderStatus
+from eventforge.orders.domain.model import Order, OrderLine, OrderStatus
 from eventforge.orders.service_layer.ports import (
     AsyncCatalog,
     AsyncIdempotencyKeys,
@@ -45,6 +45,7 @@ _SCALARS = (
     "failed_step",
     "reserved",
     "payment_id",
+    "payment_due_at",
     "refunded",
     "cancel_requested",
     "created_at",
@@ -68,6 +69,7 @@ _CLAIM_KEY = sa.text(
 ).bindparams(sa.bindparam("created_at", type_=idempotency_keys.c.created_at.type))
 _ORDER = sa.select(orders).where(orders.c.order_id == sa.bindparam("order_id"))
 _ORDER_FOR_UPDATE = _ORDER.with_for_update()
+_WAITING_OR_DONE = [s.value for s in OrderStatus if s.terminal or s.waiting]
 _LINES = (
     sa.select(order_lines)
     .where(order_lines.c.order_id.in_(sa.bindparam("ids", expanding=True)))
@@ -127,12 +129,31 @@ class SqlOrders(OrderRepository):
         query = query.order_by(orders.c.created_at.desc(), orders.c.order_id.desc()).limit(limit)
         return self._load(list(self.session.execute(query).mappings()))
 
+    def with_payment(self, payment_id: str, *, for_update: bool = False) -> Order | None:
+        if not payment_id:
+            return None
+        query = sa.select(orders).where(orders.c.payment_id == payment_id)
+        if for_update:
+            query = query.with_for_update()
+        rows = list(self.session.execute(query).mappings())
+        return self._load(rows)[0] if rows else None
+
     def stalled(self, *, older_than: datetime, limit: int) -> list[str]:
         query = (
             sa.select(orders.c.order_id)
-            .where(orders.c.status.not_in([s.value for s in TERMINAL]))
+            .where(orders.c.status.not_in(_WAITING_OR_DONE))
             .where(orders.c.updated_at < older_than)
             .order_by(orders.c.updated_at)
+            .limit(limit)
+        )
+        return list(self.session.scalars(query))
+
+    def payments_due(self, *, now: datetime, limit: int) -> list[str]:
+        query = (
+            sa.select(orders.c.order_id)
+            .where(orders.c.status == OrderStatus.PAYMENT_PENDING.value)
+            .where(sa.or_(orders.c.payment_due_at.is_(None), orders.c.payment_due_at <= now))
+            .order_by(orders.c.payment_due_at)
             .limit(limit)
         )
         return list(self.session.scalars(query))
@@ -405,6 +426,8 @@ def _orders_of(rows: list[Any], line_rows: Iterable[Any]) -> list[Order]:
         fields = {name: row[name] for name in _SCALARS}
         fields["created_at"] = utc(row["created_at"])
         fields["updated_at"] = utc(row["updated_at"])
+        due = row["payment_due_at"]
+        fields["payment_due_at"] = None if due is None else utc(due)
         fields["cause"] = deferred.loads(row["cause"])
         loaded.append(
             Order(

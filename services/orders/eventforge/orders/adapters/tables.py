@@ -23,11 +23,14 @@ orders = sa.Table(
     sa.Column("cancel_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # While PAYMENT_PENDING: when the order stops waiting for the provider's confirmation.
+    sa.Column("payment_due_at", sa.DateTime(timezone=True), nullable=True),
     # The W3C context (traceparent, baggage) of the request that placed it, as JSON: a saga
     # resumed later (a stalled order) continues it.
     sa.Column("cause", sa.Text(), nullable=False, server_default=""),
     sa.Index("ix_orders_customer_newest", "customer_id", "created_at", "order_id"),
     sa.Index("ix_orders_status_updated", "status", "updated_at"),
+    sa.Index("ix_orders_payment_id", "payment_id"),
 )
 
 order_lines = sa.Table(
@@ -83,6 +86,9 @@ payment_charges = sa.Table(
     sa.Column("currency", sa.String(3), nullable=False),
     sa.Column("token", sa.String(128), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # settled, pending (confirmed or refused later, out of band) or failed (refused out of band).
+    sa.Column("status", sa.String(16), nullable=False, server_default="settled"),
+    sa.Column("reason", sa.Text(), nullable=False, server_default=""),
 )
 
 payment_refunds = sa.Table(

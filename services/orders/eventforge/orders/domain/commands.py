@@ -27,3 +27,23 @@ class PlaceOrder:
 class CancelOrder:
     order_id: str
     reason: str
+
+
+@dataclass(frozen=True)
+class ConfirmPayment:
+    """The provider settled a pending charge (its payment.succeeded)."""
+
+    payment_id: str
+    provider: str
+    amount_minor: int
+    currency: str
+    """Empty when the provider's event carries no amount."""
+
+
+@dataclass(frozen=True)
+class RefusePayment:
+    """The provider refused a pending charge (its payment.failed)."""
+
+    payment_id: str
+    provider: str
+    reason: str

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 class OrderStatus(enum.Enum):
     PENDING = "PENDING"
     INVENTORY_RESERVED = "INVENTORY_RESERVED"
+    PAYMENT_PENDING = "PAYMENT_PENDING"
     PAYMENT_CHARGED = "PAYMENT_CHARGED"
     CONFIRMED = "CONFIRMED"
     COMPENSATING = "COMPENSATING"
@@ -22,6 +23,11 @@ class OrderStatus(enum.Enum):
     def terminal(self) -> bool:
         return self in TERMINAL
 
+    @property
+    def waiting(self) -> bool:
+        """Waiting on the payment provider (its event, or the deadline), not stalled."""
+        return self is OrderStatus.PAYMENT_PENDING
+
 
 TERMINAL = frozenset(
     {
@@ -31,6 +37,20 @@ TERMINAL = frozenset(
         OrderStatus.COMPENSATION_FAILED,
     }
 )
+
+
+# A charge that lands in these statuses is kept on the order, to be refunded.
+_LATE = frozenset({OrderStatus.COMPENSATING, OrderStatus.CANCELLED, OrderStatus.FAILED})
+_ACTIVE = frozenset(
+    {
+        OrderStatus.PENDING,
+        OrderStatus.INVENTORY_RESERVED,
+        OrderStatus.PAYMENT_PENDING,
+        OrderStatus.PAYMENT_CHARGED,
+    }
+)
+
+PAYMENT_TIMED_OUT = "payment confirmation timed out"
 
 
 class InvalidTransition(Exception):
@@ -101,6 +121,9 @@ class Order:
     failed_step: str = ""
     reserved: bool = False
     payment_id: str = ""
+    """The provider's charge that holds (or, pending, may yet hold) the customer's money."""
+    payment_due_at: datetime | None = None
+    """While PAYMENT_PENDING: when the order stops waiting for the provider's confirmation."""
     refunded: bool = False
     cancel_requested: bool = False
     created_at: datetime = field(default_factory=_now)
@@ -131,11 +154,13 @@ class Order:
     def total_minor(self) -> int:
         return sum(line.total_minor for line in self.lines)
 
-    def _move(self, allowed: set[OrderStatus], to: OrderStatus) -> None:
+    def _move(self, allowed: Collection[OrderStatus], to: OrderStatus) -> None:
         if self.status not in allowed:
             raise InvalidTransition(f"order {self.order_id}: {self.status.value} → {to.value}")
         self.status = to
         self.updated_at = _now()
+        if to is not OrderStatus.PAYMENT_PENDING:
+            self.payment_due_at = None
 
     def inventory_reserved(self) -> None:
         self._move({OrderStatus.PENDING}, OrderStatus.INVENTORY_RESERVED)
@@ -143,21 +168,59 @@ class Order:
 
     def payment_charged(self, payment_id: str) -> None:
         """Record a charge. One that lands after a cancel or failure is kept, to be refunded."""
-        late = {OrderStatus.COMPENSATING, OrderStatus.CANCELLED, OrderStatus.FAILED}
-        if self.status in late:
+        if not self._kept_late(payment_id):
+            self._move({OrderStatus.INVENTORY_RESERVED}, OrderStatus.PAYMENT_CHARGED)
             self.payment_id = payment_id
-            self.updated_at = _now()
-            return
-        self._move({OrderStatus.INVENTORY_RESERVED}, OrderStatus.PAYMENT_CHARGED)
+
+    def payment_pending(self, payment_id: str, *, due_at: datetime) -> None:
+        """The provider accepted the charge and confirms it later: wait for it until `due_at`."""
+        if not self._kept_late(payment_id):
+            self._move({OrderStatus.INVENTORY_RESERVED}, OrderStatus.PAYMENT_PENDING)
+            self.payment_id, self.payment_due_at = payment_id, due_at
+
+    def payment_confirmed(self) -> None:
+        """The provider confirmed the pending charge (its payment.succeeded)."""
+        self._move({OrderStatus.PAYMENT_PENDING}, OrderStatus.PAYMENT_CHARGED)
+
+    def payment_refused(self, reason: str) -> None:
+        """The provider refused the pending charge (its payment.failed): no money was taken, so
+        there is nothing to refund, as after a declined charge."""
+        self._require(OrderStatus.PAYMENT_PENDING)
+        self.payment_id = ""
+        self.step_failed("charge_payment", f"payment failed: {reason}")
+
+    def payment_overdue(self, now: datetime) -> bool:
+        """Still waiting for the payment's confirmation at its deadline."""
+        due = self.payment_due_at
+        return self.status is OrderStatus.PAYMENT_PENDING and (due is None or due <= now)
+
+    def payment_timed_out(self, now: datetime) -> None:
+        """No confirmation by the deadline: compensate (the pending charge is voided)."""
+        self._require(OrderStatus.PAYMENT_PENDING)
+        if not self.payment_overdue(now):
+            raise InvalidTransition(f"order {self.order_id}: its payment is not due yet")
+        self.step_failed("charge_payment", PAYMENT_TIMED_OUT)
+
+    def _kept_late(self, payment_id: str) -> bool:
+        """A charge answered after a cancel or failure: keep it, to be refunded (or voided)."""
+        if self.status not in _LATE:
+            return False
         self.payment_id = payment_id
+        self.updated_at = _now()
+        return True
 
     @property
     def needs_refund(self) -> bool:
-        """A charge exists that the order's outcome no longer justifies.
+        """A charge exists (settled or pending) that the order's outcome no longer justifies.
 
         Not after COMPENSATION_FAILED: that order waits for an operator, not for retries.
         """
-        kept = {OrderStatus.PAYMENT_CHARGED, OrderStatus.CONFIRMED, OrderStatus.COMPENSATION_FAILED}
+        kept = {
+            OrderStatus.PAYMENT_PENDING,
+            OrderStatus.PAYMENT_CHARGED,
+            OrderStatus.CONFIRMED,
+            OrderStatus.COMPENSATION_FAILED,
+        }
         return bool(self.payment_id) and not self.refunded and self.status not in kept
 
     def confirm(self) -> None:
@@ -166,12 +229,11 @@ class Order:
 
     def step_failed(self, step: str, reason: str) -> None:
         """A step failed permanently: compensate what was done, or fail at once if nothing was."""
-        active = {OrderStatus.PENDING, OrderStatus.INVENTORY_RESERVED, OrderStatus.PAYMENT_CHARGED}
         self.failed_step, self.failure_reason = step, reason
         if self.reserved or self.payment_id:
-            self._move(active, OrderStatus.COMPENSATING)
+            self._move(_ACTIVE, OrderStatus.COMPENSATING)
         else:
-            self._move(active, OrderStatus.FAILED)
+            self._move(_ACTIVE, OrderStatus.FAILED)
             self.events.append(OrderFailed(self.order_id, step, reason))
 
     def request_cancel(self, reason: str) -> bool:
@@ -196,12 +258,12 @@ class Order:
         self.updated_at = _now()
 
     def release_done(self) -> None:
-        self._require_compensating()
+        self._require(OrderStatus.COMPENSATING)
         self.reserved = False
 
     def compensated(self) -> None:
         """Every compensation is done: end CANCELLED or FAILED."""
-        self._require_compensating()
+        self._require(OrderStatus.COMPENSATING)
         if self.needs_refund or self.reserved:
             raise InvalidTransition(f"order {self.order_id} still has steps to compensate")
         if self.cancel_requested:
@@ -217,6 +279,7 @@ class Order:
         self._move(allowed, OrderStatus.COMPENSATION_FAILED)
         self.events.append(CompensationFailed(self.order_id, compensation, reason))
 
-    def _require_compensating(self) -> None:
-        if self.status is not OrderStatus.COMPENSATING:
-            raise InvalidTransition(f"order {self.order_id} is not compensating")
+    def _require(self, status: OrderStatus) -> None:
+        if self.status is not status:
+            wanted = status.value.lower().replace("_", " ")
+            raise InvalidTransition(f"order {self.order_id} is not {wanted}")

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from eventforge.orders.domain.commands import PlaceOrder, RequestedLine
+from eventforge.events.v1 import events_pb2
+from eventforge.orders.domain.commands import (
+    ConfirmPayment,
+    PlaceOrder,
+    RefusePayment,
+    RequestedLine,
+)
 from eventforge.orders.domain.model import Order
 from eventforge.orders.service_layer.events import line_items, money
 from eventforge.orders.v1 import orders_pb2
@@ -40,3 +46,16 @@ def order_proto(order: Order) -> orders_pb2.Order:
     message.create_time.FromDatetime(order.created_at)
     message.update_time.FromDatetime(order.updated_at)
     return message
+
+
+def confirm_payment_command(event: events_pb2.PaymentSucceeded) -> ConfirmPayment:
+    return ConfirmPayment(
+        payment_id=event.payment_id,
+        provider=event.provider,
+        amount_minor=event.amount.amount_minor,
+        currency=event.amount.currency,
+    )
+
+
+def refuse_payment_command(event: events_pb2.PaymentFailed) -> RefusePayment:
+    return RefusePayment(payment_id=event.payment_id, provider=event.provider, reason=event.reason)

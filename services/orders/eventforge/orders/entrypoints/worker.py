@@ -1,4 +1,5 @@
-"""The orders queue worker: `order.placed` drives the saga; stalled orders are resumed."""
+"""The orders queue worker: `order.placed` drives the saga, the payment provider's answers move
+on orders waiting on them; stalled orders are resumed and overdue payments failed."""
 
 from __future__ import annotations
 
@@ -9,17 +10,21 @@ from sqlalchemy.orm import Session
 
 from eventforge.events.v1 import events_pb2
 from eventforge.orders.bootstrap import OrdersApp, bootstrap
-from eventforge.orders.service_layer.saga import advance_saga, recover_stalled
+from eventforge.orders.entrypoints.convert import confirm_payment_command, refuse_payment_command
+from eventforge.orders.service_layer.payment_events import confirm_payment, refuse_payment
+from eventforge.orders.service_layer.recovery import recover_stalled
+from eventforge.orders.service_layer.saga import advance_saga
 from eventforge.runtime.messaging.messages import IncomingMessage
 from eventforge.runtime.messaging.processing import HandlerRegistry
 from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_worker
 from eventforge.runtime.settings import Settings
 
 STALLED_AFTER = timedelta(minutes=2)
+RECOVERY_SECONDS = 30.0
 
 
 def handlers(app: OrdersApp) -> HandlerRegistry:
-    """Event type → handler for the orders queue."""
+    """Event type → handler for the orders queues."""
     registry = HandlerRegistry()
 
     def on_order_placed(message: IncomingMessage, session: Session) -> None:
@@ -28,13 +33,37 @@ def handlers(app: OrdersApp) -> HandlerRegistry:
         assert isinstance(placed, events_pb2.OrderPlaced)
         advance_saga(order_id=placed.order_id, uow=app.uow(), gateway=app.gateway, retry=app.retry)
 
+    def on_payment_succeeded(message: IncomingMessage, session: Session) -> None:
+        del session
+        succeeded = message.payload
+        assert isinstance(succeeded, events_pb2.PaymentSucceeded)
+        confirm_payment(
+            command=confirm_payment_command(succeeded),
+            uow=app.uow(),
+            gateway=app.gateway,
+            retry=app.retry,
+        )
+
+    def on_payment_failed(message: IncomingMessage, session: Session) -> None:
+        del session
+        failed = message.payload
+        assert isinstance(failed, events_pb2.PaymentFailed)
+        refuse_payment(
+            command=refuse_payment_command(failed),
+            uow=app.uow(),
+            gateway=app.gateway,
+            retry=app.retry,
+        )
+
     # The order's persisted state, not the inbox, is what keeps the saga from repeating a step.
     registry.register("order.placed", on_order_placed, name="saga", own_transactions=True)
+    registry.register("payment.succeeded", on_payment_succeeded, name="saga", own_transactions=True)
+    registry.register("payment.failed", on_payment_failed, name="saga", own_transactions=True)
     return registry
 
 
 def worker(settings: Settings) -> Worker:
-    """The orders consumer: the saga's handler, and the recovery of stalled orders."""
+    """The orders consumer: the saga's handlers, and the recovery of stalled and overdue orders."""
     app = bootstrap(settings)
 
     def recover() -> int:
@@ -42,11 +71,11 @@ def worker(settings: Settings) -> Worker:
             uow=app.uow(), gateway=app.gateway, retry=app.retry, idle_for=STALLED_AFTER
         )
 
-    return Worker(
-        app.engine, handlers(app), periodic=[Periodic("stalled order recovery", 30, recover)]
-    )
+    # At least twice per payment timeout, so an overdue payment fails soon after its deadline.
+    every = min(RECOVERY_SECONDS, settings.payment_pending_timeout_seconds / 2)
+    return Worker(app.engine, handlers(app), periodic=[Periodic("order recovery", every, recover)])
 
 
 def main(settings: Settings, stop: threading.Event) -> None:
-    """Consume the orders queue until told to stop."""
+    """Consume the orders queues until told to stop."""
     run_worker(settings, "orders", worker(settings), stop)

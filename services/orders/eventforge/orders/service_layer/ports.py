@@ -51,8 +51,16 @@ class OrderRepository(abc.ABC):
         """A customer's orders, newest first, after the cursor."""
 
     @abc.abstractmethod
+    def with_payment(self, payment_id: str, *, for_update: bool = False) -> Order | None:
+        """The order a charge of the payment provider belongs to; `for_update` locks it."""
+
+    @abc.abstractmethod
     def stalled(self, *, older_than: datetime, limit: int) -> list[str]:
-        """Ids of non-terminal orders not updated since `older_than`."""
+        """Ids of orders neither terminal nor waiting (on a payment) not updated since then."""
+
+    @abc.abstractmethod
+    def payments_due(self, *, now: datetime, limit: int) -> list[str]:
+        """Ids of PAYMENT_PENDING orders whose deadline is not after `now`, earliest first."""
 
 
 class Catalog(abc.ABC):
@@ -112,17 +120,31 @@ class PaymentUnavailable(Exception):
     """The gateway failed or timed out; retrying with the same idempotency key is safe."""
 
 
+@dataclass(frozen=True)
+class Charge:
+    """A charge the provider accepted under its payment id.
+
+    `pending`: accepted but not settled yet; the provider confirms or refuses it later, out of
+    band (its webhook, received by ingest: `payment.succeeded` / `payment.failed`).
+    """
+
+    payment_id: str
+    pending: bool = False
+
+
 class PaymentGateway(abc.ABC):
     @abc.abstractmethod
     def charge(
         self, *, idempotency_key: str, order_id: str, amount_minor: int, currency: str, token: str
-    ) -> str:
-        """Charge once per idempotency key; returns the payment id."""
+    ) -> Charge:
+        """Charge once per idempotency key; a repeated call answers that charge as it stands."""
 
     @abc.abstractmethod
     def find_charge(self, idempotency_key: str) -> str | None:
-        """The payment id charged under this key, if any (to settle an unrecorded charge)."""
+        """The payment id of a charge made under this key that took or may take money (settled
+        or pending, not refused), if any: to settle an unrecorded charge."""
 
     @abc.abstractmethod
     def refund(self, *, idempotency_key: str, payment_id: str) -> None:
-        """Refund a charge in full, once per idempotency key."""
+        """Give a charge's money back in full, once per idempotency key: a settled charge is
+        refunded, a pending one voided (it will never settle; a provider's "cancel or refund")."""

@@ -1,5 +1,8 @@
 """The order saga: reserve inventory → charge payment → confirm, compensating in reverse.
 
+A charge the provider answers "pending" leaves the order PAYMENT_PENDING until the provider's
+payment.succeeded / payment.failed (`payment_events`) or its deadline (`recovery`) moves it on.
+
 Each step runs in its own unit of work that locks the order row, re-reads its persisted state
 and moves it on, so a redelivered event, a second worker or a restarted one continues from
 where the order stands and never repeats a step (the charge and the refund also carry
@@ -16,7 +19,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -25,6 +29,7 @@ from opentelemetry import trace
 
 from eventforge.orders.domain.model import Order, OrderStatus
 from eventforge.orders.service_layer.ports import (
+    Charge,
     PaymentDeclined,
     PaymentGateway,
     PaymentUnavailable,
@@ -41,12 +46,18 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Transient failures are retried with jittered exponential backoff before giving up."""
+    """How long the saga waits on the payment provider.
+
+    Transient failures are retried with jittered exponential backoff before giving up; a charge
+    left pending is awaited `pending_timeout` (PAYMENT_PENDING_TIMEOUT_SECONDS) before the order
+    is compensated.
+    """
 
     attempts: int = 5
     base_delay: float = 0.1
     max_delay: float = 2.0
     sleep: Callable[[float], None] = field(default=time.sleep, compare=False)
+    pending_timeout: timedelta = timedelta(minutes=15)
 
     def call(self, operation: Callable[[], T]) -> T:
         for attempt in range(1, self.attempts + 1):
@@ -82,6 +93,7 @@ def advance_saga(
     order = _reserve(order_id, uow, metrics)
     if order.status is OrderStatus.INVENTORY_RESERVED:
         order = _charge(order, uow, gateway, retry, metrics)
+    # PAYMENT_PENDING ends here: the provider's event or the deadline moves the order on.
     if order.status is OrderStatus.PAYMENT_CHARGED:
         order = _confirm(order_id, uow, metrics)
     if order.status is OrderStatus.COMPENSATING or order.needs_refund:
@@ -113,7 +125,27 @@ def _settled(order: Order, before: OrderStatus, metrics: Metrics) -> None:
     )
 
 
-def _locked(uow: UnitOfWork, order_id: str) -> Order:
+@contextmanager
+def continued(order: Order, name: str, *, links: Sequence[trace.Link] = ()) -> Iterator[None]:
+    """A span of saga work done later for `order`, under the request that placed it: its trace
+    (or a trace linked to it, when long after) and its request id."""
+    with deferred.resumed(
+        tracer,
+        name,
+        order.cause,
+        caused_at=order.created_at,
+        now=datetime.now(UTC),
+        attributes={
+            "eventforge.order_id": order.order_id,
+            "eventforge.order_status": order.status.value,
+        },
+        links=links,
+    ):
+        yield
+
+
+def locked(uow: UnitOfWork, order_id: str) -> Order:
+    """The order, locked until `uow` ends and tracked by it."""
     order = uow.orders.get(order_id, for_update=True)
     if order is None:
         raise NotFound(f"order {order_id} not found")
@@ -126,7 +158,7 @@ def _reserve(order_id: str, uow: UnitOfWork, metrics: Metrics) -> Order:
         uow,
         tracer.start_as_current_span("saga reserve_inventory") as span,
     ):
-        order = _locked(uow, order_id)
+        order = locked(uow, order_id)
         span.set_attribute("eventforge.order_id", order_id)
         if order.status is not OrderStatus.PENDING:
             return order
@@ -151,11 +183,12 @@ def _charge(
 def _charge_step(
     order: Order, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy, metrics: Metrics
 ) -> Order:
-    payment_id, failure = "", ""
+    charge: Charge | None = None
+    failure = ""
     with tracer.start_as_current_span("saga charge_payment") as span:
         span.set_attribute("eventforge.order_id", order.order_id)
         try:
-            payment_id = retry.call(
+            charge = retry.call(
                 lambda: gateway.charge(
                     idempotency_key=charge_key(order.order_id),
                     order_id=order.order_id,
@@ -164,6 +197,7 @@ def _charge_step(
                     token=order.payment_token,
                 )
             )
+            span.set_attribute("eventforge.payment_pending", charge.pending)
         except PaymentDeclined as error:
             failure = f"payment declined: {error}"
         except PaymentUnavailable as error:
@@ -171,21 +205,32 @@ def _charge_step(
         if failure:
             span.set_status(trace.StatusCode.ERROR, failure)
     with uow:
-        order = _locked(uow, order.order_id)
+        order = locked(uow, order.order_id)
         before = order.status
-        if payment_id:
-            order.payment_charged(payment_id)
+        if charge is not None and charge.pending:
+            due_at = datetime.now(UTC) + retry.pending_timeout
+            order.payment_pending(charge.payment_id, due_at=due_at)
+        elif charge is not None:
+            order.payment_charged(charge.payment_id)
         elif order.status is OrderStatus.INVENTORY_RESERVED:
             order.step_failed("charge_payment", failure)
         uow.orders.save(order)
         uow.commit()
         _settled(order, before, metrics)
+        if order.status is OrderStatus.PAYMENT_PENDING:
+            log.info(
+                "order %s waits until %s for payment %s",
+                order.order_id,
+                order.payment_due_at,
+                order.payment_id,
+                extra={"order_id": order.order_id},
+            )
         return order
 
 
 def _confirm(order_id: str, uow: UnitOfWork, metrics: Metrics) -> Order:
     with metrics.saga_step("confirm"), uow, tracer.start_as_current_span("saga confirm"):
-        order = _locked(uow, order_id)
+        order = locked(uow, order_id)
         if order.status is OrderStatus.PAYMENT_CHARGED:
             order.confirm()
             uow.orders.save(order)
@@ -212,7 +257,7 @@ def _compensate(
     order_id: str, uow: UnitOfWork, gateway: PaymentGateway, retry: RetryPolicy, metrics: Metrics
 ) -> Order:
     with uow, tracer.start_as_current_span("saga compensate") as span:
-        order = _locked(uow, order_id)
+        order = locked(uow, order_id)
         before = order.status
         span.set_attribute("eventforge.order_id", order_id)
         if order.status is OrderStatus.COMPENSATING and order.reserved and not order.payment_id:
@@ -245,38 +290,3 @@ def _compensate(
         uow.commit()
         _settled(order, before, metrics)
         return order
-
-
-def recover_stalled(
-    *,
-    uow: UnitOfWork,
-    gateway: PaymentGateway,
-    retry: RetryPolicy,
-    idle_for: timedelta,
-    limit: int = 50,
-    metrics: Metrics | None = None,
-) -> int:
-    """Advance orders that stopped moving (a lost or dead-lettered event); returns how many."""
-    with uow:
-        stalled = uow.orders.stalled(older_than=datetime.now(UTC) - idle_for, limit=limit)
-    for order_id in stalled:
-        with uow:
-            order = uow.orders.get(order_id)
-        if order is None:
-            continue
-        # The saga goes on under the request that placed the order: its trace (or a trace
-        # linked to it, when long after) and its request id.
-        with deferred.resumed(
-            tracer,
-            "saga resume",
-            order.cause,
-            caused_at=order.created_at,
-            now=datetime.now(UTC),
-            attributes={
-                "eventforge.order_id": order_id,
-                "eventforge.order_status": order.status.value,
-            },
-        ):
-            log.warning("resuming stalled order %s", order_id)
-            advance_saga(order_id=order_id, uow=uow, gateway=gateway, retry=retry, metrics=metrics)
-    return len(stalled)
