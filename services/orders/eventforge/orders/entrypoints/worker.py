@@ -1,4 +1,5 @@
-"""The orders queue worker: `order.placed` drives the saga; stalled orders are resumed."""
+"""The orders queue worker: `order.placed` drives the saga; its jobs resume stalled orders and
+delete old inbox and outbox rows."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ from sqlalchemy.orm import Session
 from eventforge.events.v1 import events_pb2
 from eventforge.orders.bootstrap import OrdersApp, bootstrap
 from eventforge.orders.service_layer.saga import advance_saga, recover_stalled
-from eventforge.runtime.messaging.messages import IncomingMessage
+from eventforge.runtime.messaging.jobs import register_jobs, retention_job, standard_retention
+from eventforge.runtime.messaging.messages import IncomingMessage, JobTick
 from eventforge.runtime.messaging.processing import HandlerRegistry
-from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_worker
+from eventforge.runtime.messaging.worker_process import Worker, run_worker
 from eventforge.runtime.settings import Settings
 
 STALLED_AFTER = timedelta(minutes=2)
 
 
 def handlers(app: OrdersApp) -> HandlerRegistry:
-    """Event type → handler for the orders queue."""
+    """Event type → handler for the orders queues, its jobs' ticks among them."""
     registry = HandlerRegistry()
 
     def on_order_placed(message: IncomingMessage, session: Session) -> None:
@@ -28,23 +30,28 @@ def handlers(app: OrdersApp) -> HandlerRegistry:
         assert isinstance(placed, events_pb2.OrderPlaced)
         advance_saga(order_id=placed.order_id, uow=app.uow(), gateway=app.gateway, retry=app.retry)
 
-    # The order's persisted state, not the inbox, is what keeps the saga from repeating a step.
-    registry.register("order.placed", on_order_placed, name="saga", own_transactions=True)
-    return registry
-
-
-def worker(settings: Settings) -> Worker:
-    """The orders consumer: the saga's handler, and the recovery of stalled orders."""
-    app = bootstrap(settings)
-
-    def recover() -> int:
+    def recover(tick: JobTick) -> int:
+        del tick  # whatever is stalled now, however late the tick
         return recover_stalled(
             uow=app.uow(), gateway=app.gateway, retry=app.retry, idle_for=STALLED_AFTER
         )
 
-    return Worker(
-        app.engine, handlers(app), periodic=[Periodic("stalled order recovery", 30, recover)]
+    # The order's persisted state, not the inbox, is what keeps the saga from repeating a step.
+    registry.register("order.placed", on_order_placed, name="saga", own_transactions=True)
+    return register_jobs(
+        registry,
+        "orders",
+        {
+            "order-recovery": recover,
+            "orders-retention": retention_job(standard_retention(app.engine)),
+        },
     )
+
+
+def worker(settings: Settings) -> Worker:
+    """The orders consumer: the saga's handler and the orders jobs."""
+    app = bootstrap(settings)
+    return Worker(app.engine, handlers(app))
 
 
 def main(settings: Settings, stop: threading.Event) -> None:
