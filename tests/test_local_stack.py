@@ -32,6 +32,7 @@ def test_up_serves_every_service_and_ctrl_c_stops_everything(tmp_path: Path) -> 
     ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
     with running_up(tmp_path, port_variables(ports)) as up:
         text = up.output()
+        assert "scheduler         started" in text
         for service in ("orders", "files", "notifier"):
             assert f"127.0.0.1:{ports[service]}  SERVING" in text
             with grpc.insecure_channel(f"127.0.0.1:{ports[service]}") as channel:
@@ -76,6 +77,9 @@ def test_api_processes_share_each_service_port(tmp_path: Path) -> None:
                     grpc.channel_ready_future(channel).result(timeout=10)
                     services = ProtoReflectionDescriptorDatabase(channel).get_services()
                 assert "grpc.health.v1.Health" in services
+        # One scheduler for the stack, at the workers' priority.
+        [scheduler] = [pid for pid, command in commands.items() if b"scheduler" in command]
+        assert psutil.Process(scheduler).nice() == 10
     assert up.returncode == 0, up.output()
     assert pids_with(up.marker) == {}
 
@@ -140,8 +144,18 @@ def test_operator_commands_find_the_stack_and_a_killed_up_leaves_nothing(tmp_pat
         names = {p.name for p in recorded.processes}
         for service in ("orders", "files", "notifier"):
             assert {f"{service}-api", f"{service}-worker-relay"} <= names
-        assert "emulator" in names
+        assert {"emulator", "scheduler"} <= names
         assert {p.pid for p in recorded.processes} <= set(pids_with(up.marker))
+        # A job fired by hand from another shell reaches the stack's worker, which runs it.
+        fired = _eventforge(shell, "jobs", "run", "order-recovery")
+        assert fired.returncode == 0, fired.stderr
+        assert "sent tick" in fired.stdout
+        orders_log = tmp_path / "data" / "logs" / "orders.log"
+        eventually(lambda: "processed job:order-recovery" in orders_log.read_text(), timeout=30)
+        listed = _eventforge(shell, "jobs")
+        assert listed.returncode == 0, listed.stderr
+        [row] = [line for line in listed.stdout.splitlines() if line.startswith("order-recovery")]
+        assert "by hand" in row
 
         up.process.kill()  # as an OOM kill or a closed terminal would
         up.process.wait(timeout=10)

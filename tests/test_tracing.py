@@ -17,7 +17,7 @@ from eventforge.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from eventforge.orders.v1 import orders_pb2_grpc
 from eventforge.runtime.telemetry import SpanRecord, read_span_file
 from eventforge.topology import TOPOLOGY
-from eventforge.trace_edges import EDGES, Edge, observed_edges
+from eventforge.trace_edges import EDGES, SCHEDULER, Edge, observed_edges
 from tests.fixtures.orders import order_request, wait_confirmed
 from tests.fixtures.otlp import OtlpReceiver
 from tests.fixtures.services import StartService
@@ -31,6 +31,9 @@ def test_declared_async_edges_are_exactly_the_topology_subscriptions() -> None:
         for topic in [TOPOLOGY.topic(queue.topic)]
         if topic.publisher is not None
         for event_type in queue.event_types or ()
+    }
+    from_topology |= {
+        Edge(SCHEDULER, job.target, "async", job.handler_key) for job in TOPOLOGY.jobs
     }
     assert {edge for edge in EDGES if edge.kind == "async"} == from_topology
 

@@ -23,16 +23,6 @@ pytestmark = pytest.mark.integration
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-@pytest.fixture
-def cli(aws_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    """A runner whose `Settings()` point at the test emulator and prefix."""
-    assert aws_settings.aws_endpoint_url is not None
-    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_settings.aws_endpoint_url)
-    monkeypatch.setenv("EVENTFORGE_NAME_PREFIX", aws_settings.name_prefix)
-    monkeypatch.setenv("EVENTFORGE_DATA_DIR", str(aws_settings.data_dir))
-    return CliRunner()
-
-
 def _run(cli: CliRunner, *args: str, answer: str | None = None) -> Result:
     return cli.invoke(main, list(args), input=answer, catch_exceptions=False)
 

@@ -7,8 +7,10 @@ ingest would, after settling the charge in the local provider's books as the pro
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 import grpc
 import pytest
@@ -24,6 +26,7 @@ from eventforge.runtime import aws
 from eventforge.runtime.db import create_service_engine
 from eventforge.runtime.messaging.envelope import encode, new_envelope
 from eventforge.runtime.messaging.outbox import message_attributes
+from eventforge.runtime.scheduler import TickSender
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
 from tests.fixtures.polling import eventually
@@ -36,6 +39,13 @@ Status = orders_pb2.OrderStatus
 TINY_TIMEOUT = 2.0
 """Seconds a pending payment waits in the tests of the deadline."""
 StartWorker = Callable[[float], None]
+
+
+def recover_after_the_deadline(settings: Settings) -> None:
+    """Let the pending payment's deadline pass, then send an `order-recovery` tick, as the
+    scheduler does every minute."""
+    time.sleep(TINY_TIMEOUT + 0.5)
+    TickSender(aws.sqs(settings), settings).send(TOPOLOGY.job("order-recovery"), datetime.now(UTC))
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +186,15 @@ def test_payment_failed_releases_and_fails_with_the_providers_reason(
 
 
 def test_an_overdue_payment_times_out_voids_the_charge_and_releases_the_stock(
-    orders: orders_pb2_grpc.OrdersServiceStub, db: sa.Engine, worker: StartWorker
+    orders: orders_pb2_grpc.OrdersServiceStub,
+    db: sa.Engine,
+    worker: StartWorker,
+    stack_settings: Settings,
 ) -> None:
     worker(TINY_TIMEOUT)
     stock = book_stock(db)
     order_id, payment_id = pending_order(orders, db)
+    recover_after_the_deadline(stack_settings)
     order = settle(orders, order_id, timeout=TINY_TIMEOUT + 20)
     assert order.status == Status.ORDER_STATUS_FAILED
     assert order.failure_reason == "payment confirmation timed out"
@@ -202,6 +216,7 @@ def test_a_success_after_the_timeout_leaves_the_order_failed_and_refunded(
     order_id, payment_id = pending_order(orders, db)
     # The provider settled the charge, but its webhook comes after the deadline.
     LocalPaymentGateway(db).settle(payment_id)
+    recover_after_the_deadline(stack_settings)
     assert settle(orders, order_id, timeout=TINY_TIMEOUT + 20).status == Status.ORDER_STATUS_FAILED
     late = publish_inbound(stack_settings, succeeded(payment_id))
     eventually(lambda: handled(db, late), what="the late payment.succeeded handled")

@@ -1,6 +1,6 @@
 """The Lambda entry point: the TLS secret to settings, SQS batches through the worker's handlers
-with partial batch responses, scheduled housekeeping — in a child process, on PostgreSQL and
-moto."""
+with partial batch responses (a job's tick among the records), the dispatch after a batch — in a
+child process, on PostgreSQL and the emulator."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from tests.fixtures.database import rds_auth_token_fields
 from tests.fixtures.emulator import ses_messages_to
 from tests.fixtures.services import stack_environment
 
-# --- unit: secrets, service, housekeeping ------------------------------------------------------
+# --- unit: secrets, service, what runs after a batch ----------------------------------------------
 
 
 def test_the_tls_secret_becomes_the_bundle_the_settings_read() -> None:
@@ -90,29 +90,22 @@ class _NoTracer:
     pass
 
 
-def test_schedules_run_what_is_due_and_batches_only_what_follows_a_batch() -> None:
+def test_only_the_loops_marked_after_batch_run_after_a_batch() -> None:
     runs: list[str] = []
-    now = [100.0]
     tasks = [
         Periodic("sweep", 60, lambda: runs.append("sweep")),
         Periodic("dispatch", 0.5, lambda: runs.append("dispatch"), after_batch=True),
-        Periodic("broken", 1, lambda: 1 / 0),
+        Periodic("broken", 1, lambda: 1 / 0, after_batch=True),
     ]
-    consumer, telemetry = _consumer(tasks, lambda: now[0])
-    scheduled = {"detail-type": "Scheduled Event", "source": "aws.events"}
+    consumer, telemetry = _consumer(tasks, lambda: 100.0)
 
-    assert consumer.handle(scheduled) == {
-        "housekeeping": ["inbox retention", "sweep", "dispatch", "broken"]
-    }
-    now[0] += 30
-    assert consumer.handle(scheduled) == {"housekeeping": ["dispatch", "broken"]}
-    now[0] += 31
-    assert consumer.handle(scheduled) == {"housekeeping": ["sweep", "dispatch", "broken"]}
     assert consumer.handle({"Records": []}) == {"batchItemFailures": []}
-    assert runs == ["sweep", "dispatch", "dispatch", "sweep", "dispatch", "dispatch"]
-    with pytest.raises(LambdaEventError, match="not an SQS batch or a scheduled event"):
-        consumer.handle({"hello": "world"})
-    assert telemetry.flushes == 5  # every invocation, the refused one too
+    assert consumer.run_after_batch(deadline=130.0) == ["dispatch", "broken"]
+    assert runs == ["dispatch", "dispatch"]
+    # EventBridge's scheduled events are gone: ticks arrive as records of the jobs queue.
+    with pytest.raises(LambdaEventError, match="not an SQS batch"):
+        consumer.handle({"detail-type": "Scheduled Event", "source": "aws.events"})
+    assert telemetry.flushes == 2  # every invocation, the refused one too
 
 
 def test_a_task_that_reports_work_runs_again_until_it_finds_none() -> None:
@@ -201,10 +194,13 @@ def test_the_function_handles_a_batch_with_the_workers_handlers_and_dispatches_a
         )
         records.append(_record(queue, region, encode(failed), failed.event_type))
     poison = _record(queue, region, "{not json", "order.failed")
-    events = [
-        {"Records": [*records[:5], poison, *records[5:]]},
-        {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events"},
-    ]
+    jobs_queue = TOPOLOGY.resolve(stack_settings.name_prefix).queues["notifier-jobs"].name
+    retention = TOPOLOGY.job("notifier-retention")
+    body = retention.tick_body("2026-12-07T23:00:00Z")
+    ticks = [_record(jobs_queue, region, body, "") for _ in range(2)]  # one tick, twice
+    for tick in ticks:
+        tick["messageAttributes"] = {}  # EventBridge Scheduler sets none
+    events = [{"Records": [*records[:5], poison, *records[5:]]}, {"Records": ticks}]
     env = {
         **{k: v for k, v in stack_environment(stack_settings).items() if k != "PGPASSWORD"},
         "EVENTFORGE_SERVICE": "notifier",
@@ -225,10 +221,9 @@ def test_the_function_handles_a_batch_with_the_workers_handlers_and_dispatches_a
     )
     assert run.returncode == 0, run.stderr
     result = json.loads(run.stdout.strip().splitlines()[-1])
-    batch, scheduled = result["answers"]
+    batch, ticks = result["answers"]
     assert batch == {"batchItemFailures": [{"itemIdentifier": poison["messageId"]}]}
-    # First in this environment: the hourly retention (and whatever else is due by then).
-    assert scheduled["housekeeping"][0] == "inbox retention"
+    assert ticks == {"batchItemFailures": []}  # the retention ran, once: the same tick twice
     assert result["pgpassword"] is None
     database = sa.engine.make_url(str(stack_settings.database_url))
     host, port, token = rds_auth_token_fields(result["password"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from eventforge.events.v1.events_pb2 import OrderPlaced
 from eventforge.runtime.messaging.envelope import encode, new_envelope
 from eventforge.runtime.messaging.messages import (
+    INBOX_KEY_LENGTH,
     S3_OBJECT_CREATED,
     S3_TEST_EVENT,
     SES_PREFIX,
@@ -19,6 +21,7 @@ from eventforge.runtime.messaging.messages import (
     inbox_key,
     parse_delivery,
 )
+from eventforge.topology import Job
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -281,3 +284,51 @@ def test_inbox_keys_fit_the_column() -> None:
     long_key = inbox_key("x" * 100)
     assert len(long_key) == 36
     assert long_key == inbox_key("x" * 100)
+
+
+# --- scheduled jobs' ticks ------------------------------------------------------------------------
+
+
+def test_a_tick_is_a_job_message_keyed_by_its_job_and_its_time() -> None:
+    job = Job("nightly-report", "cron(0 3 * * ? *)", "orders", "d", payload=(("scope", "all"),))
+    body = job.tick_body("2026-12-07T03:00:00Z")
+    [message] = parse_delivery(Delivery("m-1", body, queue_name="orders-jobs"))
+
+    assert message.kind is MessageKind.JOB
+    assert message.event_type == "job:nightly-report"
+    assert message.job is not None
+    assert (message.job.job, message.job.tick) == ("nightly-report", "2026-12-07T03:00:00Z")
+    assert message.job.scheduled_at == datetime(2026, 12, 7, 3, tzinfo=UTC)
+    assert message.job.payload == {"scope": "all"}
+    assert message.request_id is None  # the cloud's tick has no attributes
+    assert len(message.event_id) == INBOX_KEY_LENGTH
+    # The same tick, written another way or delivered again, has the same key; another tick not.
+    again = parse_delivery(Delivery("m-2", job.tick_body("2026-12-07T03:00:00+00:00")))
+    later = parse_delivery(Delivery("m-3", job.tick_body("2026-12-07T03:01:00Z")))
+    other = Job("other-report", "rate(1 hour)", "orders", "d").tick_body("2026-12-07T03:00:00Z")
+    assert again[0].event_id == message.event_id
+    assert later[0].event_id != message.event_id
+    assert parse_delivery(Delivery("m-4", other))[0].event_id != message.event_id
+
+
+def test_a_tick_sent_by_hand_carries_its_request_id() -> None:
+    body = json.dumps({"job": "order-recovery", "tick": "2026-12-07T03:00:00.250Z"})
+    [message] = parse_delivery(Delivery("m-1", body, {"request_id": "req-7"}))
+    assert message.request_id == "req-7"
+    assert message.job is not None
+    assert message.job.payload == {}
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"job": "", "tick": "2026-12-07T03:00:00Z"}, "without a job name"),
+        ({"job": "x-job", "tick": 17}, "without a job name or a tick time"),
+        ({"job": "x-job", "tick": "yesterday"}, "not an ISO 8601 time"),
+        ({"job": "x-job", "tick": "2026-12-07T03:00:00"}, "no time zone"),
+        ({"job": "x-job", "tick": "2026-12-07T03:00:00Z", "payload": [1]}, "not an object"),
+    ],
+)
+def test_a_malformed_tick_is_unparseable(document: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ParseError, match=reason):
+        parse_delivery(Delivery("m-1", json.dumps(document)))

@@ -11,7 +11,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -507,7 +506,7 @@ def test_the_relay_reports_its_backlog_and_samples_it_while_collected(
     loop = threading.Thread(
         target=run_relay,
         args=(relay, stop, lambda timeout: stop.wait(0.02)),
-        kwargs={"retention": timedelta(days=1), "housekeeping_seconds": 3600},
+        kwargs={"report_seconds": 3600},
         daemon=True,
     )
     loop.start()

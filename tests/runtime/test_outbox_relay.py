@@ -18,7 +18,7 @@ from eventforge.runtime import aws
 from eventforge.runtime.context import request_context
 from eventforge.runtime.db import create_service_engine, session_factory
 from eventforge.runtime.messaging.envelope import decode
-from eventforge.runtime.messaging.outbox import notify_channel, record_event
+from eventforge.runtime.messaging.outbox import notify_channel, purge_published, record_event
 from eventforge.runtime.messaging.relay import OutboxRelay, run_relay
 from eventforge.runtime.messaging.schema import outbox_table
 from eventforge.runtime.messaging.wakeup import PostgresListener, commit_waiter
@@ -267,6 +267,6 @@ def test_published_rows_are_purged_after_retention(
     relay.publish_batch()
     _place(clean_outbox, "pending")
     time.sleep(0.2)
-    assert relay.purge_published(timedelta(seconds=0.1)) == 1
+    assert purge_published(clean_outbox, timedelta(seconds=0.1)) == 1
     assert relay.backlog().size == 1
     _drain(aws_settings, provisioned.queues["orders-orders"].url, expect=1, timeout=3)

@@ -11,11 +11,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from eventforge.topology import TOPOLOGY
+
 EdgeKind = Literal["grpc", "async", "external"]
 SERVICE_PREFIX = "eventforge-"
 SES = "ses"
 WEBHOOK_ENDPOINT = "webhook endpoint"
 """External targets: they have no spans of their own, so the calling span names the edge."""
+SCHEDULER = "scheduler"
+"""The service name of the local scheduler's spans and logs (and of `eventforge jobs run`'s)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -47,6 +51,9 @@ EDGES: frozenset[Edge] = frozenset(
         Edge("files", "notifier", "async", "file.rejected"),
         Edge("ingest", "orders", "async", "payment.succeeded"),
         Edge("ingest", "orders", "async", "payment.failed"),
+        # A job's tick sent by hand (`eventforge jobs run`) continues the trace of its send;
+        # a scheduled tick carries no trace context and starts its own.
+        *(Edge(SCHEDULER, job.target, "async", job.handler_key) for job in TOPOLOGY.jobs),
         # Receipts are rendered from the order; links point at files' download URLs.
         Edge("files", "orders", "grpc", "OrdersService/GetOrder"),
         Edge("orders", "files", "grpc", "FilesService/GetDownloadUrl"),

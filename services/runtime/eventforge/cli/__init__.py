@@ -6,6 +6,7 @@ import click
 
 from eventforge.cli.certs import certs_command
 from eventforge.cli.dashboard import dashboard_command
+from eventforge.cli.jobs import jobs_group, scheduler_command
 from eventforge.cli.load import load_command
 from eventforge.cli.queues import dlq_group, queues_command
 from eventforge.cli.stack import migrate_command, provision_command, serve_command, up_command
@@ -24,6 +25,8 @@ main.add_command(provision_command)
 for _command in (
     queues_command,
     dlq_group,
+    jobs_group,
+    scheduler_command,
     trace_command,
     dashboard_command,
     load_command,

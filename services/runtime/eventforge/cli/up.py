@@ -32,7 +32,7 @@ LOCAL_WAIT_SECONDS = 2
 LOCAL_METRIC_EXPORT_MILLIS = 10_000
 """How often the processes export metrics to the dashboard (the SDK's default is 60 s)."""
 BACKGROUND_NICENESS = 10
-"""Added to the nice value of the worker and relay processes: the APIs come first."""
+"""Added to the nice value of the worker, relay and scheduler processes: the APIs come first."""
 _OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
 
 
@@ -241,6 +241,16 @@ def run_stack(settings: Settings, timeout: float) -> int:
             emulator.wait_ready()
         run_step("provision", env, logs_dir / "provision.log")
         click.echo(f"topology          provisioned (prefix {settings.name_prefix!r})")
+        # One scheduler for the whole stack, like EventBridge Scheduler in the cloud: a tick is
+        # one message, whatever the number of workers.
+        supervisor.spawn(
+            "scheduler",
+            python_command("scheduler"),
+            logs_dir / "scheduler.log",
+            niceness=BACKGROUND_NICENESS,
+        )
+        record_state(settings, emulator, supervisor)
+        click.echo("scheduler         started (`eventforge jobs` lists the jobs)")
         deadline = time.monotonic() + timeout
         for service in SERVICES:
             address = settings.address_of(service)

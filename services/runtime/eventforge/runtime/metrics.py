@@ -28,7 +28,7 @@ Names and units follow the OpenTelemetry semantic conventions where one exists:
   message of the poller's latest receive (0 when it received none); no SQS call of its own.
 - `eventforge.outbox.backlog` (gauge, {row}) and `eventforge.outbox.oldest_age` (gauge, s),
   with `eventforge.service`: the relay's unpublished rows and the age of the oldest, sampled
-  every `OUTBOX_SAMPLE_SECONDS` and at each of its housekeeping runs.
+  every `OUTBOX_SAMPLE_SECONDS` and each time it logs its backlog.
 - `eventforge.saga.outcomes` (counter, {order}; `eventforge.saga.outcome` CONFIRMED, FAILED,
   CANCELLED or COMPENSATION_FAILED): the saga moved an order to a terminal status.
   `eventforge.saga.step.duration` (histogram, s; `eventforge.saga.step`): one run of a step.

@@ -1,4 +1,5 @@
-"""The files queue worker: verify and process uploads, render receipts, expire stale uploads."""
+"""The files queue worker: verify and process uploads, render receipts; its jobs expire stale
+uploads and delete old inbox and outbox rows."""
 
 from __future__ import annotations
 
@@ -12,16 +13,15 @@ from eventforge.files.service_layer.handlers import expire_uploads
 from eventforge.files.service_layer.processing import process_upload
 from eventforge.files.service_layer.receipts import issue_receipt
 from eventforge.files.service_layer.unit_of_work import MessageUnitOfWork
+from eventforge.runtime.messaging.jobs import register_jobs, retention_job, standard_retention
 from eventforge.runtime.messaging.messages import S3_OBJECT_CREATED, IncomingMessage
 from eventforge.runtime.messaging.processing import HandlerRegistry
-from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_worker
+from eventforge.runtime.messaging.worker_process import Worker, run_worker
 from eventforge.runtime.settings import Settings
-
-EXPIRY_SWEEP_SECONDS = 60
 
 
 def handlers(app: FilesApp) -> HandlerRegistry:
-    """Event type → handler for the files queues (uploads and orders)."""
+    """Event type → handler for the files queues (uploads, orders and its jobs' ticks)."""
     registry = HandlerRegistry()
 
     def on_object_created(message: IncomingMessage, session: Session) -> None:
@@ -54,21 +54,20 @@ def handlers(app: FilesApp) -> HandlerRegistry:
     )
     # The receipt is stored with the inbox row; a unique order id also guards against races.
     registry.register("order.confirmed", on_order_confirmed, name="issue_receipt")
-    return registry
+    return register_jobs(
+        registry,
+        "files",
+        {
+            "upload-expiry-sweep": lambda tick: expire_uploads(uow=app.uow()),
+            "files-retention": retention_job(standard_retention(app.engine)),
+        },
+    )
 
 
 def worker(settings: Settings) -> Worker:
-    """The files consumer: uploads and receipts, and the sweep of expired uploads."""
+    """The files consumer: uploads, receipts and the files jobs."""
     app = bootstrap(settings)
-    return Worker(
-        app.engine,
-        handlers(app),
-        periodic=[
-            Periodic(
-                "upload expiry sweep", EXPIRY_SWEEP_SECONDS, lambda: expire_uploads(uow=app.uow())
-            )
-        ],
-    )
+    return Worker(app.engine, handlers(app))
 
 
 def main(settings: Settings, stop: threading.Event) -> None:

@@ -1,5 +1,6 @@
 """The orders queue worker: `order.placed` drives the saga, the payment provider's answers move
-on orders waiting on them; stalled orders are resumed and overdue payments failed."""
+on orders waiting on them; its jobs resume stalled orders, fail overdue payments and delete old
+inbox and outbox rows."""
 
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ from eventforge.orders.entrypoints.convert import confirm_payment_command, refus
 from eventforge.orders.service_layer.payment_events import confirm_payment, refuse_payment
 from eventforge.orders.service_layer.recovery import recover_stalled
 from eventforge.orders.service_layer.saga import advance_saga
-from eventforge.runtime.messaging.messages import IncomingMessage
+from eventforge.runtime.messaging.jobs import register_jobs, retention_job, standard_retention
+from eventforge.runtime.messaging.messages import IncomingMessage, JobTick
 from eventforge.runtime.messaging.processing import HandlerRegistry
-from eventforge.runtime.messaging.worker_process import Periodic, Worker, run_worker
+from eventforge.runtime.messaging.worker_process import Worker, run_worker
 from eventforge.runtime.settings import Settings
 
 STALLED_AFTER = timedelta(minutes=2)
-RECOVERY_SECONDS = 30.0
 
 
 def handlers(app: OrdersApp) -> HandlerRegistry:
-    """Event type → handler for the orders queues."""
+    """Event type → handler for the orders queues, its jobs' ticks among them."""
     registry = HandlerRegistry()
 
     def on_order_placed(message: IncomingMessage, session: Session) -> None:
@@ -55,25 +56,30 @@ def handlers(app: OrdersApp) -> HandlerRegistry:
             retry=app.retry,
         )
 
-    # The order's persisted state, not the inbox, is what keeps the saga from repeating a step.
-    registry.register("order.placed", on_order_placed, name="saga", own_transactions=True)
-    registry.register("payment.succeeded", on_payment_succeeded, name="saga", own_transactions=True)
-    registry.register("payment.failed", on_payment_failed, name="saga", own_transactions=True)
-    return registry
-
-
-def worker(settings: Settings) -> Worker:
-    """The orders consumer: the saga's handlers, and the recovery of stalled and overdue orders."""
-    app = bootstrap(settings)
-
-    def recover() -> int:
+    def recover(tick: JobTick) -> int:
+        del tick  # whatever is stalled or overdue now, however late the tick
         return recover_stalled(
             uow=app.uow(), gateway=app.gateway, retry=app.retry, idle_for=STALLED_AFTER
         )
 
-    # At least twice per payment timeout, so an overdue payment fails soon after its deadline.
-    every = min(RECOVERY_SECONDS, settings.payment_pending_timeout_seconds / 2)
-    return Worker(app.engine, handlers(app), periodic=[Periodic("order recovery", every, recover)])
+    # The order's persisted state, not the inbox, is what keeps the saga from repeating a step.
+    registry.register("order.placed", on_order_placed, name="saga", own_transactions=True)
+    registry.register("payment.succeeded", on_payment_succeeded, name="saga", own_transactions=True)
+    registry.register("payment.failed", on_payment_failed, name="saga", own_transactions=True)
+    return register_jobs(
+        registry,
+        "orders",
+        {
+            "order-recovery": recover,
+            "orders-retention": retention_job(standard_retention(app.engine)),
+        },
+    )
+
+
+def worker(settings: Settings) -> Worker:
+    """The orders consumer: the saga's handlers and the orders jobs."""
+    app = bootstrap(settings)
+    return Worker(app.engine, handlers(app))
 
 
 def main(settings: Settings, stop: threading.Event) -> None:

@@ -1,6 +1,6 @@
 """The order-recovery work: fail orders whose payment never came, resume sagas that stalled.
 
-The orders worker runs `recover_stalled` periodically; it is the `order-recovery` job's body.
+`recover_stalled` is the body of the `order-recovery` job, whose tick comes every minute.
 """
 
 from __future__ import annotations

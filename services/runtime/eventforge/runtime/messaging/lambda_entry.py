@@ -1,14 +1,12 @@
 """The Lambda entry point of a service's queue consumer (`LambdaConsumer` in infra/).
 
-One function serves two kinds of invocations:
-
-- an SQS event, from the event source mapping of each of the service's queues: the records go
-  through the same `MessageProcessor` and handlers as the `worker` process, and the answer is
-  the partial batch response, so only the failed records return to their queue (and, in the
-  end, to its DLQ). The housekeeping marked `after_batch` runs next (the notifier's dispatch
-  of the emails and webhooks the batch queued);
-- a scheduled event (EventBridge, every minute): the worker's housekeeping that is due in this
-  execution environment (sweeps, recovery, retries, inbox retention).
+One function serves the SQS events of the event source mapping of each of the service's
+queues, its jobs queue among them: the records go through the same `MessageProcessor` and
+handlers as the `worker` process (a scheduled job's tick is a record like any other), and the
+answer is the partial batch response, so only the failed records return to their queue (and,
+in the end, to its DLQ). The in-process loops marked `after_batch` run next (the notifier's
+dispatch of the emails and webhooks the batch queued): a Lambda has no loop between
+invocations.
 
 The function's environment names the service (EVENTFORGE_SERVICE) and, with mTLS on, the
 secret to read once per execution environment, before the settings: EVENTFORGE_TLS_SECRET_ARN
@@ -25,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast, get_args
 
 from opentelemetry import trace
@@ -45,15 +43,14 @@ log = logging.getLogger("eventforge.lambda")
 
 SERVICE_VARIABLE = "EVENTFORGE_SERVICE"
 TLS_SECRET_VARIABLE = "EVENTFORGE_TLS_SECRET_ARN"  # noqa: S105 (a variable's name)
-SCHEDULED_EVENT = "Scheduled Event"
 SETTLE_MARGIN_SECONDS = 5.0
 """Time kept back from the invocation's remaining time, for the answer and the span flush."""
 DEFAULT_SETTLE_SECONDS = 30.0
-"""The housekeeping budget of an invocation without a Lambda context (tests, scripts)."""
+"""The after-batch budget of an invocation without a Lambda context (tests, scripts)."""
 
 
 class LambdaEventError(ValueError):
-    """An invocation that is neither an SQS batch nor a scheduled event."""
+    """An invocation that is not an SQS batch."""
 
 
 def load_secrets(
@@ -97,7 +94,6 @@ class LambdaConsumer:
     worker: Worker
     telemetry: Telemetry
     processor: MessageProcessor
-    last_run: dict[str, float] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
 
     @classmethod
@@ -122,49 +118,37 @@ class LambdaConsumer:
         log.info("lambda consumer of %s ready", service)
         return cls(service, settings, worker, telemetry, processor)
 
-    def handle(
-        self, event: Mapping[str, Any], context: object = None
-    ) -> LambdaBatchResponse | dict[str, list[str]]:
+    def handle(self, event: Mapping[str, Any], context: object = None) -> LambdaBatchResponse:
         """Answer one invocation; what it started and its spans finish before it returns."""
         deadline = self.clock() + _budget(context)
         try:
-            if "Records" in event:
-                response = handle_lambda_batch(
-                    event["Records"], self.processor, concurrency=self.settings.worker_concurrency
-                )
-                self.run_housekeeping(deadline, only_after_batch=True)
-                return response
-            if event.get("detail-type") == SCHEDULED_EVENT:
-                return {"housekeeping": self.run_housekeeping(deadline, only_after_batch=False)}
-            raise LambdaEventError(
-                f"not an SQS batch or a scheduled event: keys {sorted(event)[:10]}"
+            if "Records" not in event:
+                raise LambdaEventError(f"not an SQS batch: keys {sorted(event)[:10]}")
+            response = handle_lambda_batch(
+                event["Records"], self.processor, concurrency=self.settings.worker_concurrency
             )
+            self.run_after_batch(deadline)
+            return response
         finally:
             self.telemetry.force_flush()
 
-    def run_housekeeping(self, deadline: float, *, only_after_batch: bool) -> list[str]:
-        """Run the tasks that are due (each failure logged, never raised); their names.
+    def run_after_batch(self, deadline: float) -> list[str]:
+        """Run the loops marked `after_batch` (each failure logged, never raised); their names.
 
-        The environment freezes once the invocation returns, so the work a task leaves running
-        in the background is waited for; a task that answers how much it started (a count, like
+        The environment freezes once the invocation returns, so the work a loop leaves running
+        in the background is waited for; a loop that answers how much it started (a count, like
         the notifier's dispatch) runs again until it finds nothing, while there is time.
         """
         ran: list[str] = []
-        now = self.clock()
-        for task in self.worker.housekeeping():
-            if only_after_batch and not task.after_batch:
+        for task in self.worker.periodic:
+            if not task.after_batch:
                 continue
-            last = self.last_run.get(task.name)
-            # A task more frequent than the schedule runs on every scheduled invocation.
-            if not only_after_batch and last is not None and now - last < task.seconds:
-                continue
-            self.last_run[task.name] = now
             ran.append(task.name)
             while True:
                 try:
                     started = task.run()
                 except Exception:
-                    log.exception("housekeeping %s failed", task.name)
+                    log.exception("%s after the batch failed", task.name)
                     break
                 if not self.worker.settle(max(deadline - self.clock(), 0.0)):
                     log.warning("%s still running when the invocation returns", task.name)
@@ -176,7 +160,7 @@ class LambdaConsumer:
 
 
 def _budget(context: object) -> float:
-    """Seconds the invocation may spend on housekeeping, keeping a margin of its time."""
+    """Seconds the invocation may spend after its batch, keeping a margin of its time."""
     remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
     if not callable(remaining_ms):
         return DEFAULT_SETTLE_SECONDS
@@ -187,7 +171,7 @@ _consumer: LambdaConsumer | None = None
 _starting = threading.Lock()
 
 
-def handler(event: Mapping[str, Any], context: object) -> LambdaBatchResponse | dict[str, Any]:
+def handler(event: Mapping[str, Any], context: object) -> LambdaBatchResponse:
     """The function's handler (`eventforge.runtime.messaging.lambda_entry.handler`)."""
     global _consumer  # one consumer per execution environment, built on first use
     with _starting:

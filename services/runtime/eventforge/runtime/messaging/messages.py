@@ -14,7 +14,10 @@ into the units of work the handlers see, `IncomingMessage`s:
   S3_TEST, which the runtime acknowledges without calling a handler;
 - an SES email event (event publishing: `{"eventType": "Send", "mail": {...}}`) gives one
   message of kind SES, keyed `ses:<eventType>` (`ses:Send`, `ses:Delivery`, ...), deduplicated
-  by the provider's message id and the event type.
+  by the provider's message id and the event type;
+- a scheduled job's tick (`{"job": NAME, "tick": TIME, "payload": {...}}`, `Job.tick_body`)
+  gives one message of kind JOB, keyed `job:<NAME>`, deduplicated by the job and the tick's
+  scheduled time: however often a tick is delivered, and to however many workers, it runs once.
 
 Anything else raises `ParseError`.
 """
@@ -26,6 +29,7 @@ import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +43,7 @@ from eventforge.runtime.messaging.envelope import (
     decode,
     payload_of,
 )
+from eventforge.topology import JOB_PREFIX
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
@@ -57,7 +62,7 @@ _KEY_NAMESPACE = uuid.UUID("6f1c1f0e-8a52-5d3e-9c0b-2f4f7c1e9a10")
 
 
 class ParseError(ValueError):
-    """A message body is neither an envelope, an S3 notification nor an SES email event."""
+    """A message body is neither an envelope, an S3 notification, an SES email event nor a tick."""
 
 
 class MessageKind(Enum):
@@ -65,6 +70,7 @@ class MessageKind(Enum):
     S3 = "s3"
     S3_TEST = "s3_test"
     SES = "ses"
+    JOB = "job"
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,17 @@ class SesEvent:
 
 
 @dataclass(frozen=True)
+class JobTick:
+    """One tick of a scheduled job: which job, when it was scheduled, and its fixed payload."""
+
+    job: str
+    tick: str
+    """The scheduled time as the scheduler wrote it (ISO 8601, UTC); with `job`, the tick's id."""
+    scheduled_at: datetime
+    payload: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class IncomingMessage:
     """One unit of work for a handler, parsed from a delivery."""
 
@@ -170,6 +187,7 @@ class IncomingMessage:
     envelope: Envelope | None = None
     s3: S3Record | None = None
     ses: SesEvent | None = None
+    job: JobTick | None = None
 
     @property
     def payload(self) -> Message:
@@ -213,6 +231,14 @@ def parse_delivery(delivery: Delivery) -> tuple[IncomingMessage, ...]:
         event = _ses_event(document)
         key = inbox_key(f"{SES_PREFIX}{event.message_id}:{event.event_type}")
         return (message(MessageKind.SES, SES_PREFIX + event.event_type, key, ses=event),)
+    if "job" in document and "tick" in document:
+        tick = _job_tick(document)
+        # The same tick written another way (`Z` or `+00:00`) is the same tick.
+        key = inbox_key(f"{JOB_PREFIX}{tick.job}@{tick.scheduled_at.isoformat()}")
+        request_id = attributes.get(REQUEST_ID) or None
+        return (
+            message(MessageKind.JOB, JOB_PREFIX + tick.job, key, job=tick, request_id=request_id),
+        )
     if "Records" in document:
         records = [_s3_record(r) for r in _records(document["Records"])]
         return tuple(
@@ -321,6 +347,26 @@ def _ses_event(document: Mapping[str, Any]) -> SesEvent:
         message_id=mail["messageId"],
         tags=tags,
         detail=dict(own) if isinstance(own, Mapping) else {},
+    )
+
+
+def _job_tick(document: Mapping[str, Any]) -> JobTick:
+    job, tick, payload = document["job"], document["tick"], document.get("payload") or {}
+    if not isinstance(job, str) or not job or not isinstance(tick, str):
+        raise ParseError("tick without a job name or a tick time")
+    if not isinstance(payload, Mapping):
+        raise ParseError(f"tick of {job} has a payload that is not an object")
+    try:
+        scheduled_at = datetime.fromisoformat(tick)
+    except ValueError as error:
+        raise ParseError(f"tick of {job} at {tick!r}: not an ISO 8601 time") from error
+    if scheduled_at.tzinfo is None:
+        raise ParseError(f"tick of {job} at {tick!r} has no time zone (UTC expected)")
+    return JobTick(
+        job=job,
+        tick=tick,
+        scheduled_at=scheduled_at.astimezone(UTC),
+        payload={str(k): str(v) for k, v in payload.items()},
     )
 
 

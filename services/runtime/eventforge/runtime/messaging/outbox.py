@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry import propagate
-from sqlalchemy import insert
+from sqlalchemy import Engine, delete, insert
 from sqlalchemy.orm import Session
 
 from eventforge.events.v1.events_pb2 import Envelope
@@ -65,3 +65,11 @@ def record_event(
     envelope, row = outbox_row(service, payload, subject=subject)
     session.execute(INSERT_OUTBOX, row)
     return envelope
+
+
+def purge_published(engine: Engine, older_than: timedelta, *, now: datetime | None = None) -> int:
+    """Delete outbox rows published more than `older_than` ago; how many (unpublished stay)."""
+    cutoff = (now or datetime.now(UTC)) - older_than
+    with engine.begin() as connection:
+        statement = delete(outbox_table).where(outbox_table.c.published_at < cutoff)
+        return int(connection.execute(statement).rowcount)

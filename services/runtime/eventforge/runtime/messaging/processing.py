@@ -13,6 +13,16 @@ SQS poll loop (`consumer.py`) and the Lambda entry point (`handle_lambda_batch`)
    and any outbox rows the handler writes commit together or not at all;
 4. a handler exception rolls everything back, is recorded on the span, and reports FAILED.
 
+A message with no handler is acknowledged (IGNORED, logged) — except a scheduled job's tick: a
+jobs queue has no filter policy, so a tick no handler knows is a schedule out of step with the
+workers; it FAILS, is retried and ends in the DLQ, where it is seen.
+
+A handler registered with `own_transactions` commits its own units of work; its inbox row is
+written once it returns. For a tick (a whole job run, which must not run twice at once) on
+PostgreSQL the row is inserted first and its transaction held open while the handler runs: a
+second worker handling the same tick waits on that row and finds a duplicate, or takes over if
+the first one failed or died (its transaction rolls back).
+
 A delivery is acknowledged (deleted) when none of its units FAILED and it parsed. Each
 delivery counts once into `messaging.client.consumed.messages` and `messaging.process.duration`
 (`eventforge.runtime.metrics`), by queue and outcome.
@@ -39,7 +49,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from eventforge.runtime.context import REQUEST_ID_KEY, new_request_id, request_context
-from eventforge.runtime.db import session_factory
+from eventforge.runtime.db import is_postgres, session_factory
 from eventforge.runtime.messaging.messages import (
     Delivery,
     IncomingMessage,
@@ -167,6 +177,9 @@ class MessageProcessor:
         self._sessions = (
             sessions if isinstance(sessions, sessionmaker) else session_factory(sessions)
         )
+        bind = self._sessions.kw.get("bind")
+        self._claims_ticks = isinstance(bind, sa.Engine) and is_postgres(bind)
+        """Whether a tick's inbox row is held while its handler runs (see the module's doc)."""
         self.handlers = (
             handlers if isinstance(handlers, HandlerRegistry) else HandlerRegistry(handlers)
         )
@@ -256,6 +269,8 @@ class MessageProcessor:
             log.info("S3 test event acknowledged", extra=_log_fields(message))
             return Outcome.IGNORED
         registered = self.handlers.get(message.event_type)
+        if registered is None and message.kind is MessageKind.JOB:
+            raise UnknownJobError(f"no handler for {message.event_type} on {message.queue_name}")
         if registered is None:
             log.warning(
                 "no handler for %s: acknowledged", message.event_type, extra=_log_fields(message)
@@ -278,6 +293,8 @@ class MessageProcessor:
     def _handle_outside_inbox(
         self, message: IncomingMessage, registered: RegisteredHandler
     ) -> Outcome:
+        if message.kind is MessageKind.JOB and self._claims_ticks:
+            return self._handle_claimed(message, registered)
         # No transaction is held while the handler runs: on SQLite an open inbox insert would
         # lock the database against the handler's own units of work.
         with self._sessions() as session:
@@ -294,6 +311,16 @@ class MessageProcessor:
             registered.handler(message, session)
             with session.begin():
                 self._record_in_inbox(session, message, registered.name)
+        return Outcome.PROCESSED
+
+    def _handle_claimed(self, message: IncomingMessage, registered: RegisteredHandler) -> Outcome:
+        """Run the handler while this tick's inbox row is inserted but not yet committed."""
+        with self._sessions() as claim, claim.begin():
+            if not self._record_in_inbox(claim, message, registered.name):
+                log.info("duplicate delivery acknowledged", extra=_log_fields(message))
+                return Outcome.DUPLICATE
+            with self._sessions() as session:
+                registered.handler(message, session)
         return Outcome.PROCESSED
 
     def _record_in_inbox(self, session: Session, message: IncomingMessage, handler: str) -> bool:
@@ -337,6 +364,9 @@ class MessageProcessor:
             "eventforge.receive_count": message.receive_count,
             REQUEST_ID_KEY: request_id,
         }
+        if message.job is not None:
+            attributes["eventforge.job.name"] = message.job.job
+            attributes["eventforge.job.tick"] = message.job.tick
         token = otel_context.attach(parent)
         try:
             with (
@@ -363,6 +393,10 @@ class MessageProcessor:
             receive_count=delivery.receive_count,
             error=error,
         )
+
+
+class UnknownJobError(LookupError):
+    """A tick of a job no handler of this worker knows."""
 
 
 class _AlreadyProcessedError(Exception):

@@ -1,8 +1,9 @@
 """The outbox relay: publish committed outbox rows to SNS, continuing each producer's trace.
 
-Every `housekeeping_seconds` (a minute), draining or not, the relay purges old published rows
-and logs its backlog as JSON fields `outbox_backlog` and `outbox_oldest_age_seconds`: the cloud
-stacks alarm on that line (a CloudWatch Logs metric filter). The same numbers feed the gauges
+Every `report_seconds` (a minute), draining or not, the relay logs its backlog as JSON fields
+`outbox_backlog` and `outbox_oldest_age_seconds`: the cloud stacks alarm on that line (a
+CloudWatch Logs metric filter). Published rows are deleted by the service's retention job
+(`messaging.jobs`), not here. The same numbers feed the gauges
 `eventforge.outbox.backlog` and `eventforge.outbox.oldest_age`, sampled every
 `OUTBOX_SAMPLE_SECONDS` once a metrics reader collects them.
 """
@@ -15,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from sqlalchemy import Engine, bindparam, delete, func, select, update
+from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -204,13 +205,6 @@ class OutboxRelay:
         """Whether a metrics reader collects the outbox gauges."""
         return self.metrics.outbox_backlog.observed
 
-    def purge_published(self, older_than: timedelta) -> int:
-        """Delete rows published more than `older_than` ago; returns how many."""
-        cutoff = datetime.now(UTC) - older_than
-        with self.engine.begin() as connection:
-            result = connection.execute(delete(outbox).where(outbox.c.published_at < cutoff))
-        return int(result.rowcount)
-
 
 class Backoff:
     """Exponential backoff with full jitter, reset on success."""
@@ -234,17 +228,16 @@ def run_relay(
     wait_for_commit: Callable[[float], None],
     *,
     poll_seconds: float = 1.0,
-    retention: timedelta = timedelta(hours=24),
-    housekeeping_seconds: float = 60.0,
+    report_seconds: float = 60.0,
 ) -> None:
     """Publish until `stop` is set: drain while rows remain, then wait for a commit or a tick.
 
     `wait_for_commit(timeout)` returns early when a producer commits (LISTEN/NOTIFY) or just
-    sleeps (polling). The housekeeping (purge, backlog log line) runs on its schedule while
-    draining too: a growing backlog is when its age matters.
+    sleeps (polling). The backlog's log line is written on its schedule while draining too: a
+    growing backlog is when its age matters.
     """
     backoff = Backoff()
-    next_housekeeping = 0.0
+    next_report = 0.0
     next_sample = 0.0
     while not stop.is_set():
         try:
@@ -256,12 +249,12 @@ def run_relay(
             stop.wait(delay)
             continue
         now = time.monotonic()
-        if now >= next_housekeeping:
+        if now >= next_report:
             try:
-                _housekeeping(relay, retention)
+                _report_backlog(relay)
             except SQLAlchemyError as error:
-                log.warning("outbox housekeeping failed: %s", error)
-            next_housekeeping = now + housekeeping_seconds
+                log.warning("measuring the outbox backlog failed: %s", error)
+            next_report = now + report_seconds
             next_sample = now + OUTBOX_SAMPLE_SECONDS
         elif now >= next_sample and relay.backlog_wanted:
             next_sample = now + OUTBOX_SAMPLE_SECONDS
@@ -281,17 +274,14 @@ def _publisher_of(topic_arns: Mapping[str, str]) -> str:
     return publishers.pop() if len(publishers) == 1 else "unknown"
 
 
-def _housekeeping(relay: OutboxRelay, retention: timedelta) -> None:
-    purged = relay.purge_published(retention)
+def _report_backlog(relay: OutboxRelay) -> None:
     backlog = relay.measure_backlog()
     log.info(
-        "outbox backlog %d (oldest %.1fs), purged %d published rows",
+        "outbox backlog %d (oldest %.1fs)",
         backlog.size,
         backlog.oldest_age_seconds,
-        purged,
         extra={
             "outbox_backlog": backlog.size,
             "outbox_oldest_age_seconds": round(backlog.oldest_age_seconds, 3),
-            "outbox_purged": purged,
         },
     )

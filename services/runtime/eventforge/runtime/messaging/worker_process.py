@@ -6,7 +6,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from opentelemetry import trace
@@ -20,7 +19,7 @@ from eventforge.runtime.messaging.consumer import (
     QueueRef,
     service_queues,
 )
-from eventforge.runtime.messaging.processing import Handler, HandlerRegistry, purge_inbox
+from eventforge.runtime.messaging.processing import Handler, HandlerRegistry
 from eventforge.runtime.messaging.relay import BROKER_ERRORS, Backoff
 from eventforge.runtime.settings import ServiceName, Settings
 
@@ -29,12 +28,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("eventforge.worker")
 
-INBOX_RETENTION = timedelta(days=15)  # longer than any queue's or DLQ's message retention
-
 
 @dataclass(frozen=True)
 class Periodic:
-    """Housekeeping a worker runs every `seconds` (sweeps, recovery, retention)."""
+    """A loop a worker must run in its own process, every `seconds`.
+
+    Recurring work is a scheduled job (`eventforge.topology.Job`): a tick on the service's jobs
+    queue, once per tick however many workers run. What stays in-process is only what a minute's
+    schedule cannot do, such as the notifier's dispatch of first delivery attempts, sub-second
+    after the event that queued them.
+    """
 
     name: str
     seconds: float
@@ -54,7 +57,8 @@ def _settled(timeout: float) -> bool:
 
 @dataclass(frozen=True)
 class Worker:
-    """A service's queue consumer: its database, its handlers and its housekeeping.
+    """A service's queue consumer: its database, its handlers (its jobs' among them) and the
+    loops it runs in-process.
 
     The same parts run in the `worker` process (`run_worker`) and as a Lambda function
     (`eventforge.runtime.messaging.lambda_entry`).
@@ -66,19 +70,13 @@ class Worker:
     close: Callable[[], None] = _nothing
     """Release what the parts hold (thread pools), once consuming has stopped."""
     settle: Callable[[float], bool] = _settled
-    """Wait (at most the seconds given) for work the housekeeping left running in the background:
-    a Lambda environment freezes as soon as the invocation returns. True when nothing is left."""
-
-    def housekeeping(self) -> list[Periodic]:
-        """The service's periodic tasks and the inbox retention every worker runs."""
-        return [
-            Periodic("inbox retention", 3600, lambda: purge_inbox(self.engine, INBOX_RETENTION)),
-            *self.periodic,
-        ]
+    """Wait (at most the seconds given) for work left running in the background (by a loop or
+    a job): a Lambda environment freezes as soon as the invocation returns. True when nothing is
+    left."""
 
 
 def run_periodic(tasks: Sequence[Periodic], stop: threading.Event) -> None:
-    """Run each task on its own schedule until `stop`; a failing run is logged, never fatal."""
+    """Run each loop on its own schedule until `stop`; a failing run is logged, never fatal."""
     due = dict.fromkeys((task.name for task in tasks), 0.0)
     elapsed = 0.0
     tick = min((task.seconds for task in tasks), default=1.0) / 2
@@ -133,9 +131,10 @@ def run_worker(
         # A database outage must not spend the messages' receives: see `QueuePoller`.
         ready=lambda: ping(worker.engine),
     )
-    threading.Thread(
-        target=run_periodic, args=(worker.housekeeping(), stop), name="periodic", daemon=True
-    ).start()
+    if worker.periodic:
+        threading.Thread(
+            target=run_periodic, args=(worker.periodic, stop), name="periodic", daemon=True
+        ).start()
     log.info("consuming %s", ", ".join(queue.name for queue in queues))
     try:
         consumer.run(stop)
