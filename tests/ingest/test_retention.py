@@ -1,0 +1,51 @@
+"""The `ingest-retention` job: provider event ids past the retention are forgotten."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, insert, select
+
+from eventforge.ingest.adapters.tables import provider_events
+from eventforge.ingest.entrypoints.worker import handlers
+from eventforge.runtime.db import create_service_engine, session_factory
+from eventforge.runtime.migrations import migrate
+from eventforge.runtime.settings import Settings
+from eventforge.topology import TOPOLOGY
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_retention_job_deletes_only_ids_past_the_retention(stack_settings: Settings) -> None:
+    migrate(stack_settings, "ingest")
+    engine = create_service_engine(stack_settings, "ingest", pool_size=1)
+    now = datetime.now(UTC)
+    ages = {"old": 31, "kept": 29}
+    try:
+        with engine.begin() as connection:
+            connection.execute(delete(provider_events).where(provider_events.c.source == "test"))
+            for event_id, days in ages.items():
+                connection.execute(
+                    insert(provider_events).values(
+                        source="test",
+                        provider_event_id=event_id,
+                        provider_event_type="payment.succeeded",
+                        payment_id="pay_1",
+                        occurred_at=now - timedelta(days=days),
+                        received_at=now - timedelta(days=days),
+                    )
+                )
+        handler = handlers(stack_settings)[TOPOLOGY.job("ingest-retention").handler_key]
+        with session_factory(engine)() as session:
+            handler(None, session)  # type: ignore[arg-type]  # ticks carry nothing it reads
+            session.commit()
+        with engine.connect() as connection:
+            left = connection.execute(
+                select(provider_events.c.provider_event_id).where(
+                    provider_events.c.source == "test"
+                )
+            ).scalars()
+            assert list(left) == ["kept"]
+    finally:
+        engine.dispose()
