@@ -21,15 +21,24 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from eventforge.cli.local_stack import RecordedProcess, StackState
 from eventforge.orders.v1 import orders_pb2, orders_pb2_grpc
 from eventforge.runtime.emulator import free_port
+from tests.fixtures.ingest import payments_body, payments_headers
 from tests.fixtures.orders import order_request
 from tests.fixtures.polling import eventually
-from tests.fixtures.up import UP, marker_of, pids_with, port_variables, running_up, up_environment
+from tests.fixtures.up import (
+    PORT_NAMES,
+    UP,
+    marker_of,
+    pids_with,
+    port_variables,
+    running_up,
+    up_environment,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def test_up_serves_every_service_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    ports = {name: free_port() for name in PORT_NAMES}
     with running_up(tmp_path, port_variables(ports)) as up:
         text = up.output()
         assert "scheduler         started" in text
@@ -39,7 +48,17 @@ def test_up_serves_every_service_and_ctrl_c_stops_everything(tmp_path: Path) -> 
                 services = ProtoReflectionDescriptorDatabase(channel).get_services()
             assert f"eventforge.{service}.v1.{service.capitalize()}Service" in services
             assert "grpc.health.v1.Health" in services
-        assert len(pids_with(up.marker)) >= 5  # up, emulator, three APIs
+        # ingest answers signed webhooks over HTTP, on the embedded development secrets.
+        assert f"ingest            http://127.0.0.1:{ports['ingest']}  SERVING" in text
+        body = payments_body()
+        answer = requests.post(
+            f"http://127.0.0.1:{ports['ingest']}/webhooks/payments",
+            data=body,
+            headers=payments_headers(body),
+            timeout=10,
+        )
+        assert (answer.status_code, answer.json()["outcome"]) == (202, "recorded"), answer.text
+        assert len(pids_with(up.marker)) >= 6  # up, emulator, four APIs
     assert up.stop_seconds is not None
     assert up.stop_seconds < 10, "Ctrl-C should stop everything within seconds"
     assert up.returncode == 0, up.output()
@@ -49,7 +68,7 @@ def test_up_serves_every_service_and_ctrl_c_stops_everything(tmp_path: Path) -> 
 
 
 def test_api_processes_share_each_service_port(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    ports = {name: free_port() for name in PORT_NAMES}
     variables = {**port_variables(ports), "EVENTFORGE_API_PROCESSES": "2"}
     with running_up(tmp_path, variables) as up:
         commands = {
@@ -122,7 +141,7 @@ def _wait_until_gone(marker: str, seconds: float) -> dict[int, dict[str, str]]:
 
 
 def test_operator_commands_find_the_stack_and_a_killed_up_leaves_nothing(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    ports = {name: free_port() for name in PORT_NAMES}
     no_credentials = _no_aws_credentials(tmp_path)
     shell = up_environment(tmp_path, no_credentials)  # a second shell: no AWS_ENDPOINT_URL
     nothing_running = _eventforge(shell, "queues")
@@ -142,7 +161,7 @@ def test_operator_commands_find_the_stack_and_a_killed_up_leaves_nothing(tmp_pat
         assert recorded is not None
         assert recorded.supervisor.pid == up.process.pid
         names = {p.name for p in recorded.processes}
-        for service in ("orders", "files", "notifier"):
+        for service in ("orders", "files", "notifier", "ingest"):
             assert {f"{service}-api", f"{service}-worker-relay"} <= names
         assert {"emulator", "scheduler"} <= names
         assert {p.pid for p in recorded.processes} <= set(pids_with(up.marker))
@@ -170,7 +189,7 @@ def test_operator_commands_find_the_stack_and_a_killed_up_leaves_nothing(tmp_pat
 
 
 def test_up_refuses_a_taken_port_at_once_and_names_its_holder(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    ports = {name: free_port() for name in PORT_NAMES}
     with socket.create_server(("127.0.0.1", ports["files"])):
         started = time.monotonic()
         done = _eventforge(up_environment(tmp_path, port_variables(ports)), "up")
@@ -186,7 +205,7 @@ def test_up_names_the_processes_a_killed_up_left_behind(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     env = up_environment(
         tmp_path,
-        port_variables({n: free_port() for n in ("orders", "files", "notifier", "emulator")}),
+        port_variables({n: free_port() for n in PORT_NAMES}),
     )
     gone = subprocess.Popen(["true"])
     gone.wait()
@@ -227,7 +246,7 @@ def test_a_restart_keeps_emulator_and_databases_in_step(tmp_path: Path, emulator
     """ministack keeps its state in the data directory, as the services keep theirs: a receipt
     link works after a restart. moto starts empty, so the SQLite databases start empty too,
     with a message, instead of pointing at files that are gone."""
-    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator")}
+    ports = {name: free_port() for name in PORT_NAMES}
     variables = {**port_variables(ports), "EVENTFORGE_EMULATOR": emulator}
     orders_address = f"127.0.0.1:{ports['orders']}"
     with running_up(tmp_path, variables) as first:

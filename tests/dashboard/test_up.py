@@ -10,13 +10,13 @@ import httpx
 import pytest
 
 from eventforge.runtime.emulator import free_port
-from tests.fixtures.up import pids_with, port_variables, running_up
+from tests.fixtures.up import PORT_NAMES, pids_with, port_variables, running_up
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
 def test_up_serves_the_dashboard_and_stops_it(tmp_path: Path) -> None:
-    ports = {name: free_port() for name in ("orders", "files", "notifier", "emulator", "dash")}
+    ports = {name: free_port() for name in (*PORT_NAMES, "dash")}
     variables = {
         **port_variables(ports),
         "EVENTFORGE_DASHBOARD_ADDR": f"127.0.0.1:{ports['dash']}",

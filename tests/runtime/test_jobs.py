@@ -30,7 +30,7 @@ from eventforge.runtime.messaging.processing import HandlerRegistry, MessageProc
 from eventforge.runtime.messaging.schema import inbox_table, outbox_table
 from eventforge.runtime.migrations import upgrade
 from eventforge.runtime.provision import ProvisionedTopology
-from eventforge.runtime.settings import SERVICES, ServiceName, Settings
+from eventforge.runtime.settings import ALL_SERVICES, ServiceName, Settings
 from eventforge.runtime.telemetry import configure_telemetry, read_span_file
 from eventforge.topology import TOPOLOGY
 from tests.fixtures.emulator import TEST_PREFIX, queue_depth
@@ -106,7 +106,7 @@ def test_the_handlers_must_be_exactly_the_services_jobs() -> None:
         )
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", ALL_SERVICES)
 def test_every_job_of_a_service_has_its_handler_in_the_services_worker(
     service: str, tmp_path: Path
 ) -> None:

@@ -5,8 +5,6 @@ child process, on PostgreSQL and the emulator."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -21,20 +19,19 @@ from eventforge.runtime import aws, certs
 from eventforge.runtime.emulator import Emulator
 from eventforge.runtime.messaging.envelope import encode, new_envelope
 from eventforge.runtime.messaging.lambda_entry import (
-    TLS_SECRET_VARIABLE,
     LambdaConsumer,
     LambdaEventError,
-    load_secrets,
     service_of,
 )
 from eventforge.runtime.messaging.processing import MessageProcessor
 from eventforge.runtime.messaging.worker_process import Periodic, Worker
 from eventforge.runtime.provision import provision
+from eventforge.runtime.secrets import TLS_SECRET_VARIABLE, load_secrets
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
 from tests.fixtures.database import rds_auth_token_fields
 from tests.fixtures.emulator import ses_messages_to
-from tests.fixtures.services import stack_environment
+from tests.fixtures.services import run_script, stack_environment
 
 # --- unit: secrets, service, what runs after a batch ----------------------------------------------
 
@@ -210,17 +207,7 @@ def test_the_function_handles_a_batch_with_the_workers_handlers_and_dispatches_a
         TLS_SECRET_VARIABLE: tls_secret,
     }
     env.pop("EVENTFORGE_TLS_BUNDLE", None)
-    run = subprocess.run(
-        [sys.executable, "-c", HANDLER_SCRIPT],
-        input=json.dumps(events),
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    result = json.loads(run.stdout.strip().splitlines()[-1])
+    result = run_script(HANDLER_SCRIPT, events, env)
     batch, ticks = result["answers"]
     assert batch == {"batchItemFailures": [{"itemIdentifier": poison["messageId"]}]}
     assert ticks == {"batchItemFailures": []}  # the retention ran, once: the same tick twice

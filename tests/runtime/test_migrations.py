@@ -9,13 +9,13 @@ from sqlalchemy import inspect
 
 from eventforge.runtime.db import create_service_engine
 from eventforge.runtime.migrations import current_revision, upgrade
-from eventforge.runtime.settings import SERVICES, ServiceName, Settings
+from eventforge.runtime.settings import ALL_SERVICES, ServiceName, Settings
 
 EXPECTED_TABLES = {"alembic_version", "outbox", "inbox"}
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", ALL_SERVICES)
 def test_postgres_from_empty_into_the_service_schema(
     database_url: str, service: ServiceName
 ) -> None:
@@ -31,7 +31,7 @@ def test_postgres_from_empty_into_the_service_schema(
         engine.dispose()
 
 
-@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("service", ALL_SERVICES)
 def test_sqlite_from_empty_into_one_file_per_service(tmp_path: Path, service: ServiceName) -> None:
     engine = create_service_engine(Settings(data_dir=tmp_path), service)
     try:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from eventforge.runtime.settings import SERVICES, ServiceName, Settings
+from eventforge.runtime.settings import ALL_SERVICES, ServiceName, Settings
 from eventforge.runtime.signals import stop_on_signals
 
 ROLES = ("api", "worker", "relay")
@@ -74,10 +74,11 @@ def run_roles(
 
 
 @click.command("serve")
-@click.argument("service", type=click.Choice(SERVICES))
+@click.argument("service", type=click.Choice(ALL_SERVICES))
 @click.argument("roles", nargs=-1, required=True, type=click.Choice(ROLES))
 def serve_command(service: ServiceName, roles: tuple[str, ...]) -> None:
-    """Run a service's gRPC API, queue worker or outbox relay (or several of them in one process).
+    """Run a service's API (gRPC or HTTP), queue worker or outbox relay (or several of them in
+    one process).
 
     Each role is its own process in the cloud, so that it scales on its own; locally
     `eventforge up` runs all three of a service in one process (`serve orders api worker relay`).
@@ -103,7 +104,7 @@ def serve_command(service: ServiceName, roles: tuple[str, ...]) -> None:
 
 
 @click.command("migrate")
-@click.argument("services", nargs=-1, type=click.Choice(SERVICES))
+@click.argument("services", nargs=-1, type=click.Choice(ALL_SERVICES))
 @click.option(
     "--service-roles",
     is_flag=True,
@@ -116,9 +117,9 @@ def migrate_command(services: tuple[ServiceName, ...], service_roles: bool) -> N
     from eventforge.runtime.migrations import migrate
 
     settings = Settings()
-    if service_roles and database_url(settings, SERVICES[0]).get_backend_name() != "postgresql":
+    if service_roles and database_url(settings, ALL_SERVICES[0]).get_backend_name() != "postgresql":
         raise click.UsageError("--service-roles needs PostgreSQL: set DATABASE_URL")
-    for service in services or SERVICES:
+    for service in services or ALL_SERVICES:
         migrate(settings, service, service_roles=service_roles)
         click.echo(f"migrated {service}")
 

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import FrameType
 
@@ -25,8 +27,15 @@ from eventforge.cli.local_stack import (
 from eventforge.cli.stack import roles_of
 from eventforge.cli.supervisor import Supervisor, child_environment, python_command
 from eventforge.runtime.emulator import CREDENTIAL, LOOPBACK, Emulator
+from eventforge.runtime.grpc.health_http import HEALTH_PATH
 from eventforge.runtime.grpc.tls import Identity
-from eventforge.runtime.settings import SERVICES, ServiceName, Settings, split_address
+from eventforge.runtime.settings import (
+    ALL_SERVICES,
+    SERVICES,
+    ServiceName,
+    Settings,
+    split_address,
+)
 
 LOCAL_WAIT_SECONDS = 2
 LOCAL_METRIC_EXPORT_MILLIS = 10_000
@@ -58,6 +67,32 @@ def wait_serving(settings: Settings, service: ServiceName, deadline: float) -> b
                 pass
             time.sleep(0.2)
     return False
+
+
+def wait_http_serving(address: str, deadline: float) -> bool:
+    """Poll an HTTP API's `GET /healthz` until it answers 200 or the deadline passes."""
+    url = f"http://{address}{HEALTH_PATH}"  # the stack's own loopback address
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                if answer.status == 200:
+                    return True
+        except (OSError, urllib.error.URLError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def wait_api(settings: Settings, service: ServiceName, deadline: float) -> bool:
+    """Wait for a service's API: gRPC health, or `GET /healthz` for an HTTP API."""
+    if service in SERVICES:
+        return wait_serving(settings, service, deadline)
+    return wait_http_serving(settings.address_of(service), deadline)
+
+
+def api_url(service: ServiceName, address: str) -> str:
+    """How `up` shows a service's API."""
+    return f"{'grpc' if service in SERVICES else 'http'}://{address}"
 
 
 def run_step(name: str, env: dict[str, str], log_path: Path) -> None:
@@ -105,7 +140,7 @@ def local_ports(settings: Settings) -> list[tuple[str, str]]:
     ports = (
         [] if settings.aws_endpoint_url else [("emulator", f"{LOOPBACK}:{settings.emulator_port}")]
     )
-    return ports + [(service, settings.address_of(service)) for service in SERVICES]
+    return ports + [(service, settings.address_of(service)) for service in ALL_SERVICES]
 
 
 def record_state(settings: Settings, emulator: Emulator | None, *supervisors: Supervisor) -> None:
@@ -123,7 +158,7 @@ def record_state(settings: Settings, emulator: Emulator | None, *supervisors: Su
         aws_endpoint_url=settings.aws_endpoint_url,
         aws_region=settings.aws_region,
         name_prefix=settings.name_prefix,
-        addresses={service: settings.address_of(service) for service in SERVICES},
+        addresses={service: settings.address_of(service) for service in ALL_SERVICES},
         processes=tuple(processes),
     ).write(settings.data_dir)
 
@@ -144,7 +179,7 @@ def forget_earlier_run(settings: Settings, emulator: Emulator) -> str | None:
         )
     earlier = [
         path
-        for service in SERVICES
+        for service in ALL_SERVICES
         for path in settings.data_dir.glob(f"{service}.db*")  # with -wal and -shm
     ]
     if not earlier:
@@ -224,7 +259,7 @@ def run_stack(settings: Settings, timeout: float) -> int:
         # sharing an interpreter with busy worker threads gets a small share of its lock, and
         # the work a burst of calls leaves behind must not slow the calls that follow. A
         # worker that starts before the topology exists waits for its queues; a relay retries.
-        for service in SERVICES:
+        for service in ALL_SERVICES:
             log_path = logs_dir / f"{service}.log"
             for n in range(1, settings.api_processes + 1):
                 api = python_command("serve", service, "api")
@@ -252,15 +287,15 @@ def run_stack(settings: Settings, timeout: float) -> int:
         record_state(settings, emulator, supervisor)
         click.echo("scheduler         started (`eventforge jobs` lists the jobs)")
         deadline = time.monotonic() + timeout
-        for service in SERVICES:
+        for service in ALL_SERVICES:
             address = settings.address_of(service)
-            while not wait_serving(settings, service, min(deadline, time.monotonic() + 1)):
+            while not wait_api(settings, service, min(deadline, time.monotonic() + 1)):
                 for event in supervisor.check():
                     click.echo(event, err=True)
                 if time.monotonic() > deadline or stop.is_set():
                     click.echo(f"{service} did not become SERVING on {address}", err=True)
                     return 1
-            click.echo(f"{service:<17} grpc://{address}  SERVING")
+            click.echo(f"{service:<17} {api_url(service, address)}  SERVING")
         niceness = f"nice +{BACKGROUND_NICENESS}"
         click.echo(f"workers, relays   started (a process per service, {niceness})")
         if dashboard:

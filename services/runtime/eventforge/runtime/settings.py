@@ -13,6 +13,8 @@ ServiceName = Literal["orders", "files", "notifier", "ingest"]
 """Every service: each owns a database, publishes its events through an outbox, and consumes."""
 SERVICES: tuple[ServiceName, ...] = ("orders", "files", "notifier")
 """The services with a gRPC API (`ingest` answers HTTP: the inbound webhooks)."""
+ALL_SERVICES: tuple[ServiceName, ...] = (*SERVICES, "ingest")
+"""Every service: each has a database to migrate and a worker and relay to run."""
 DatabaseAuth = Literal["password", "iam", "secret"]
 DEFAULT_DATABASE_ROLE_PREFIX = "eventforge"
 
@@ -194,6 +196,32 @@ class Settings(BaseSettings):
         description="Days finished webhook deliveries and emails are kept; longer than the "
         "inbox keeps events (15 days), so a redelivered event still finds what it caused.",
     )
+    ingest_addr: str = Field(
+        default="127.0.0.1:8090",
+        description="host:port of ingest's HTTP API (`POST /webhooks/{source}`, `GET /healthz`).",
+    )
+    ingest_secrets: SecretStr | None = Field(
+        default=None,
+        description='The webhook sources\' shared secrets as JSON, `{"<source>": "<secret>"}` (a '
+        "list of secrets during a rotation). Unset, the local stack (AWS_ENDPOINT_URL set) uses "
+        "the embedded development secrets, and ingest refuses to start against real AWS.",
+    )
+    ingest_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest webhook body ingest reads (else 413)."
+    )
+    ingest_tolerance_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="How far a signed timestamp may be from ingest's clock before the delivery "
+        "is refused as stale (replay protection of the timestamped signature scheme).",
+    )
+    ingest_retention_days: int = Field(
+        default=30,
+        ge=4,
+        description="Days the providers' event ids are kept to recognise redeliveries; longer "
+        "than providers retry (3 days). Older events are refused, since they could be replays.",
+    )
     tls_dir: Path | None = Field(
         default=None,
         description="Directory with ca.pem, <service>.pem and <service>-key.pem: turns on mTLS "
@@ -264,11 +292,12 @@ class Settings(BaseSettings):
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def address_of(self, service: ServiceName) -> str:
-        """The host:port a service listens on and its clients dial."""
+        """The host:port a service listens on and its clients dial (HTTP for ingest)."""
         return {
             "orders": self.orders_addr,
             "files": self.files_addr,
             "notifier": self.notifier_addr,
+            "ingest": self.ingest_addr,
         }[service]
 
     @property

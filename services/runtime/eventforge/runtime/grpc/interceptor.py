@@ -10,7 +10,6 @@ the handler and cost a share of a small call's CPU.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
@@ -27,7 +26,7 @@ from eventforge.runtime.context import (
     REQUEST_ID_HEADER,
     REQUEST_ID_KEY,
     current_request_id,
-    new_request_id,
+    request_id_or_new,
 )
 from eventforge.runtime.db import database_unavailable
 from eventforge.runtime.grpc.handlers import Aborted, Behaviour, run_behaviour, wrap_handler
@@ -36,7 +35,6 @@ from eventforge.runtime.metrics import Metrics, process_metrics
 
 log = logging.getLogger("eventforge.grpc")
 
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _LOOPBACK = ("127.0.0.1", "[::1]")
 
 Authorize = Callable[[str, Any], None]
@@ -109,11 +107,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         started = time.perf_counter()
         remote = propagate.extract(metadata)
         incoming = metadata.get(REQUEST_ID_HEADER) or baggage.get_baggage(REQUEST_ID_KEY, remote)
-        request_id = (
-            incoming
-            if isinstance(incoming, str) and _VALID_REQUEST_ID.match(incoming)
-            else new_request_id()
-        )
+        request_id = request_id_or_new(incoming)
         current = baggage.set_baggage(REQUEST_ID_KEY, request_id, remote)
         peer = servicer.peer()
         span = self.tracer.start_span(

@@ -28,7 +28,6 @@ from typing import Any, cast, get_args
 
 from opentelemetry import trace
 
-from eventforge.runtime import aws
 from eventforge.runtime.logs import configure_logging
 from eventforge.runtime.messaging.processing import (
     LambdaBatchResponse,
@@ -36,13 +35,13 @@ from eventforge.runtime.messaging.processing import (
     handle_lambda_batch,
 )
 from eventforge.runtime.messaging.worker_process import Worker
+from eventforge.runtime.secrets import load_named_secrets
 from eventforge.runtime.settings import ServiceName, Settings
 from eventforge.runtime.telemetry import Telemetry, configure_telemetry
 
 log = logging.getLogger("eventforge.lambda")
 
 SERVICE_VARIABLE = "EVENTFORGE_SERVICE"
-TLS_SECRET_VARIABLE = "EVENTFORGE_TLS_SECRET_ARN"  # noqa: S105 (a variable's name)
 SETTLE_MARGIN_SECONDS = 5.0
 """Time kept back from the invocation's remaining time, for the answer and the span flush."""
 DEFAULT_SETTLE_SECONDS = 30.0
@@ -51,22 +50,6 @@ DEFAULT_SETTLE_SECONDS = 30.0
 
 class LambdaEventError(ValueError):
     """An invocation that is not an SQS batch."""
-
-
-def load_secrets(
-    environ: MutableMapping[str, str],
-    read_secret: Callable[[str], str],
-) -> list[str]:
-    """Turn the secrets the environment names into the variables the settings read.
-
-    `read_secret` maps a secret ARN to its string; the names of the variables set are returned.
-    """
-    loaded: list[str] = []
-    tls_secret = environ.get(TLS_SECRET_VARIABLE)
-    if tls_secret and "EVENTFORGE_TLS_BUNDLE" not in environ:
-        environ["EVENTFORGE_TLS_BUNDLE"] = read_secret(tls_secret)
-        loaded.append("EVENTFORGE_TLS_BUNDLE")
-    return loaded
 
 
 def service_of(environ: Mapping[str, str]) -> ServiceName:
@@ -100,14 +83,7 @@ class LambdaConsumer:
     def start(cls, environ: MutableMapping[str, str] = os.environ) -> LambdaConsumer:
         """Read the secrets, then the settings, and build the service's worker."""
         service = service_of(environ)
-        bootstrap = Settings()
-        if environ.get(TLS_SECRET_VARIABLE):
-            client = aws.secretsmanager(bootstrap)
-
-            def read_secret(arn: str) -> str:
-                return client.get_secret_value(SecretId=arn)["SecretString"]
-
-            load_secrets(environ, read_secret)
+        load_named_secrets(environ)
         settings = Settings()
         configure_logging(service, settings.log_level)
         telemetry = configure_telemetry(service, settings)

@@ -1,0 +1,1 @@
+"""Adapters: the ingest schema and its repository."""

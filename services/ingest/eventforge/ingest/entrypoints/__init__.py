@@ -1,0 +1,1 @@
+"""Entrypoints: the HTTP API (uvicorn locally, Lambda behind API Gateway) and the worker."""

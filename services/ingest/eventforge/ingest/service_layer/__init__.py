@@ -1,0 +1,1 @@
+"""Use cases: receive a signed webhook delivery; forget old provider event ids."""
