@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import grpc
+import httpx
 import pytest
 import sqlalchemy as sa
 from google.protobuf.message import Message
@@ -29,6 +30,7 @@ from eventforge.runtime.messaging.outbox import message_attributes
 from eventforge.runtime.scheduler import TickSender
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY
+from tests.fixtures.ingest import payments_body, payments_headers
 from tests.fixtures.polling import eventually
 from tests.fixtures.services import ProcessGroup
 from tests.orders.test_orders_integration import charges, request, settle
@@ -232,3 +234,37 @@ def test_an_event_for_an_unknown_payment_is_acknowledged(
     worker(900)
     unknown = publish_inbound(stack_settings, succeeded(f"pay_{uuid.uuid4().hex}"))
     eventually(lambda: handled(db, unknown), what="the unknown payment's event handled")
+
+
+def test_a_signed_webhook_through_ingest_confirms_the_waiting_order(
+    orders: orders_pb2_grpc.OrdersServiceStub,
+    module_processes: ProcessGroup,
+    db: sa.Engine,
+    worker: StartWorker,
+) -> None:
+    """The whole out-of-band path: the provider's signed webhook → ingest (HTTP, its outbox and
+    relay) → the inbound topic → orders-inbound → the saga."""
+    worker(900)
+    ingest = module_processes.start("ingest", "api")
+    module_processes.start("ingest", "relay")
+    order_id, payment_id = pending_order(orders, db)
+    LocalPaymentGateway(db).settle(payment_id)
+    total = orders.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=5).order.total
+    body = payments_body(
+        payment_id=payment_id, amount_minor=total.amount_minor, currency=total.currency
+    )
+    url = f"http://{ingest.address}/webhooks/payments"
+
+    def delivered() -> bool:
+        try:
+            answer = httpx.post(url, headers=payments_headers(body), content=body, timeout=5)
+        except httpx.TransportError:
+            return False  # ingest still starting
+        assert answer.status_code in (200, 202), answer.text
+        return True
+
+    eventually(delivered, timeout=30, what="ingest to accept the signed webhook")
+    order = settle(orders, order_id)
+    assert order.status == Status.ORDER_STATUS_CONFIRMED
+    assert charges(db, order_id) == (1, 0)
+    assert published(db, order_id, "order.confirmed") == 1
