@@ -124,7 +124,7 @@ class Stack:
 
     def names(self, roles: tuple[str, ...]) -> list[str]:
         """Names of the children with one of `roles`, e.g. ("worker", "relay")."""
-        return [c.name for c in self.supervisor.children if c.name.rsplit("-", 1)[1] in roles]
+        return [c.name for c in self.supervisor.children if c.name.rsplit("-", 1)[-1] in roles]
 
     def start(self, timeout: float = 60.0) -> float:
         """Provision, migrate, spawn everything and wait for every API; seconds it took."""
@@ -139,6 +139,9 @@ class Stack:
                 self.supervisor.spawn(
                     name, python_command("serve", service, role), self.logs / f"{name}.log"
                 )
+        # The stack's one scheduler, as `eventforge up` runs it: the jobs (stalled-saga
+        # recovery among them) tick through the queues the faults hit.
+        self.supervisor.spawn("scheduler", python_command("scheduler"), self.logs / "scheduler.log")
         self._monitor = threading.Thread(target=self._watch, name="supervisor", daemon=True)
         self._monitor.start()
         deadline = started + timeout
