@@ -125,17 +125,44 @@ def lambda_grants(
     log_group_arn: pulumi.Input[str],
     tls_secret_arn: pulumi.Input[str] | None = None,
 ) -> list[Grant]:
-    """A Lambda consumer's grants: the worker's, its database login, logs, VPC ENIs, certificate.
+    """A Lambda consumer's grants: the worker's, a function's own, its certificate.
 
     Lambda has no secret injection: the handler reads its certificate itself.
     """
     return [
         *worker_grants(resources),
+        *function_grants(resources, log_group_arn),
+        *secret_grants(None, tls_secret_arn),
+    ]
+
+
+def webhook_grants(
+    resources: ServiceResources, log_group_arn: pulumi.Input[str], secrets_arn: pulumi.Input[str]
+) -> list[Grant]:
+    """The HTTP function's grants: a function's own, and reading its webhook secrets (at start).
+
+    It records each verified webhook in its service's outbox: its relay publishes, so the
+    function needs no topic.
+    """
+    return [
+        *function_grants(resources, log_group_arn),
+        Grant("ReadOwnWebhookSecrets", ("secretsmanager:GetSecretValue",), (secrets_arn,)),
+    ]
+
+
+def function_grants(resources: ServiceResources, log_group_arn: pulumi.Input[str]) -> list[Grant]:
+    """What every function of a service needs: its database login, its logs, its VPC ENIs."""
+    return [
         database_grant(resources),
         log_grant(log_group_arn),
-        *secret_grants(None, tls_secret_arn),
         Grant("ManageVpcNetworkInterfaces", LAMBDA_NETWORK_ACTIONS, (EVERY_RESOURCE,)),
     ]
+
+
+def schedule_grants(queue_arn: pulumi.Input[str], dlq_arn: pulumi.Input[str]) -> list[Grant]:
+    """What EventBridge Scheduler needs to deliver a service's ticks: send to its jobs queue,
+    and dead-letter what it could not send into that queue's DLQ (it sends as the same role)."""
+    return [Grant("SendTicksToOwnJobsQueue", ("sqs:SendMessage",), (queue_arn, dlq_arn))]
 
 
 def secret_grants(

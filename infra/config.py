@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from typing import Literal, TypeVar, cast, get_args
 
 import pulumi
 
+from eventforge.ingest.bootstrap import SecretsError, checked_secrets
+from eventforge.ingest.domain.sources import declared_sources
 from eventforge.runtime.settings import SERVICES, ServiceName
 
 Role = Literal["api", "worker", "relay"]
@@ -20,6 +23,9 @@ Architecture = Literal["arm64", "x86_64"]
 ARCHITECTURES: tuple[Architecture, ...] = get_args(Architecture)
 
 PROJECT = "eventforge"
+ALL_SERVICES: tuple[ServiceName, ...] = get_args(ServiceName)
+"""Every service: the gRPC ones (`SERVICES`) and ingest, which answers HTTP."""
+INGEST_SECRETS_KEY = "ingestSecrets"
 T = TypeVar("T")
 
 _IDENTITY = re.compile(r"[a-z][a-z0-9-]{0,62}")
@@ -81,6 +87,25 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class IngestSettings:
+    """The inbound webhooks' HTTP API and function: how much traffic they admit."""
+
+    burst_limit: int
+    """The API's throttling burst (requests at once) before it answers 429."""
+    rate_limit: float
+    """The API's steady throttling rate (requests per second)."""
+    reserved_concurrency: int
+    """The function's reserved (and so maximum) concurrency: each instance holds database
+    connections, so a burst of webhooks queues at the API instead of exhausting them."""
+    memory: int
+    """The function's memory (MiB), which also sets its CPU share."""
+
+
+INGEST_DEFAULTS = IngestSettings(burst_limit=50, rate_limit=25, reserved_concurrency=5, memory=512)
+"""`ingest` when the stack file leaves it (or any of its keys) out."""
+
+
+@dataclass(frozen=True)
 class RoleSize:
     """Size and scaling of one process role (api, worker or relay) of every service."""
 
@@ -130,6 +155,10 @@ class StackSettings:
     alarms: AlarmSettings
     lambda_consumers: frozenset[ServiceName]
     """Services whose queue consumer runs as a Lambda function instead of an ECS worker."""
+    ingest: IngestSettings
+    ingest_secrets: pulumi.Output[str]
+    """The webhook sources' shared secrets, `{"<source>": "<secret>"}` as JSON: a secret
+    Output, only ever written into its Secrets Manager secret."""
     grpc_mtls: bool
     """mTLS between every process, with certificates from the stack's own CA."""
     grpc_clients: tuple[str, ...]
@@ -165,6 +194,8 @@ def load_settings() -> StackSettings:
         dlq_max_receives=config.get_int("dlqMaxReceives"),
         alarms=_alarms(_object(config, "alarms")),
         lambda_consumers=frozenset(_services(config.get_object("lambdaConsumers") or [])),
+        ingest=_ingest(config.get_object("ingest")),
+        ingest_secrets=_ingest_secrets(config),
         grpc_mtls=config.require_bool("grpcMtls"),
         grpc_clients=_strings(config.get_object("grpcClients") or ["operator"], "grpcClients"),
         cors_allowed_origins=_strings(
@@ -225,7 +256,7 @@ def _strings(value: object, where: str) -> tuple[str, ...]:
 
 def _services(value: object) -> tuple[ServiceName, ...]:
     names = _strings(value, "lambdaConsumers")
-    unknown = [n for n in names if n not in SERVICES]
+    unknown = [n for n in names if n not in ALL_SERVICES]
     if unknown:
         raise ConfigError(f"lambdaConsumers: unknown services {unknown}")
     return cast("tuple[ServiceName, ...]", names)
@@ -236,6 +267,54 @@ def _choice(value: object, choices: tuple[T, ...], where: str) -> T:
         if value == choice:
             return choice
     raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, not {value!r}")
+
+
+def _ingest(value: object) -> IngestSettings:
+    """The `ingest` object; absent, or a key left out: `INGEST_DEFAULTS`."""
+    if value is None:
+        return INGEST_DEFAULTS
+    if not isinstance(value, dict):
+        raise ConfigError(f"{PROJECT}:ingest must be an object")
+    keys = {"burstLimit", "rateLimit", "reservedConcurrency", "memory"}
+    _fields(value, "ingest", set(), keys)
+    rate = value.get("rateLimit", INGEST_DEFAULTS.rate_limit)
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise ConfigError("ingest.rateLimit must be a number")
+    defaults = {
+        "burstLimit": INGEST_DEFAULTS.burst_limit,
+        "reservedConcurrency": INGEST_DEFAULTS.reserved_concurrency,
+        "memory": INGEST_DEFAULTS.memory,
+    }
+    given = {**defaults, **{k: v for k, v in value.items() if k in defaults}}
+    return IngestSettings(
+        burst_limit=_int(given, "burstLimit", "ingest"),
+        rate_limit=float(rate),
+        reserved_concurrency=_int(given, "reservedConcurrency", "ingest"),
+        memory=_int(given, "memory", "ingest"),
+    )
+
+
+def _ingest_secrets(config: pulumi.Config) -> pulumi.Output[str]:
+    """The required secret `ingestSecrets`, checked here and handed on only as a secret.
+
+    It is checked before anything is declared, by ingest's own rules (`checked_secrets`); no
+    message ever quotes a value.
+    """
+    value = config.get_object(INGEST_SECRETS_KEY)
+    if value is None:
+        raise ConfigError(
+            f"{PROJECT}:{INGEST_SECRETS_KEY} is required: the inbound webhook sources' shared "
+            'secrets, a JSON object {"<source>": "<secret>"}; set it encrypted: '
+            f"pulumi config set --secret {INGEST_SECRETS_KEY} '<that JSON>'"
+        )
+    raw = json.dumps(value, sort_keys=True)
+    try:
+        # The rules ingest itself applies against AWS: exactly its declared sources, each with
+        # one or more secrets (a rotation), none a development secret or a short one.
+        checked_secrets(raw, declared_sources(), local=False)
+    except SecretsError as error:
+        raise ConfigError(f"{PROJECT}:{INGEST_SECRETS_KEY}: {error}") from None
+    return pulumi.Output.secret(raw)
 
 
 def _network(value: Mapping[str, object]) -> NetworkSettings:
@@ -333,6 +412,13 @@ def _validate(settings: StackSettings) -> None:
                 problems.append(f"ingress.allowedCidrs: {cidr!r} is not an IPv4 range")
     if settings.log_retention_days not in _LOG_RETENTION_DAYS:
         problems.append(f"logRetentionDays {settings.log_retention_days} is not a CloudWatch value")
+    ingest = settings.ingest
+    if ingest.burst_limit < 1 or ingest.rate_limit <= 0:
+        problems.append("ingest.burstLimit and ingest.rateLimit must be positive")
+    if ingest.reserved_concurrency < 1:
+        problems.append("ingest.reservedConcurrency must be at least 1")
+    if not 128 <= ingest.memory <= 10240:
+        problems.append("ingest.memory must be 128..10240 MiB")
     if settings.dlq_max_receives is not None and not 1 <= settings.dlq_max_receives <= 1000:
         problems.append("dlqMaxReceives must be 1..1000")
     if settings.alarms.outbox_oldest_age_seconds < 1:

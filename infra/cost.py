@@ -4,9 +4,9 @@
 (`infra.offline.build_offline`), and prices what the graph declares with the dated table in
 `infra/prices.json`: tasks from their ECS service's `desiredCount` and task definition, NAT
 gateways, public IPv4 addresses, interface endpoints, load balancers, the database, keys,
-secrets, alarms, log-based metrics that always receive data, Cloud Map, scheduled Lambda
-invocations and the workers' idle SQS polls. Only fixed monthly charges are estimated; what
-depends on traffic is listed, not priced.
+secrets, alarms, log-based metrics that always receive data, Cloud Map, EventBridge Scheduler's
+invocations (and the SQS sends of their ticks) and the workers' idle SQS polls. Only fixed
+monthly charges are estimated; what depends on traffic is listed, not priced.
 
 Every resource type the graph holds is either priced here or listed in `FREE_TYPES` (no fixed
 price); any other type fails the estimate, so a new kind of resource forces a decision instead
@@ -29,6 +29,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TextIO
 
+from eventforge.ingest.domain.sources import declared_sources
 from eventforge.runtime.settings import Settings
 from infra.offline import ROOT, Record, build_offline, stack_config
 
@@ -40,8 +41,10 @@ IMAGE_TAG_KEY = "eventforge:imageTag"
 ESTIMATE_IMAGE_TAG = "cost-estimate"
 """The tag a stack is built with when its file sets none: without a tag the program declares
 the backbone phase only (no tasks, no functions), and the estimate is of the running stack."""
-SCHEDULED_INVOCATION_SECONDS = Decimal(1)
-"""Assumed duration of each scheduled Lambda invocation (the worker's housekeeping run)."""
+INGEST_SECRETS_KEY = "eventforge:ingestSecrets"
+ESTIMATE_INGEST_SECRETS = {name: "estimate-only-never-deployed" for name in declared_sources()}
+"""What a stack file without `ingestSecrets` is built with: the estimate only needs the graph,
+which holds the secret whatever its value; a deployment refuses to go on without the real one."""
 WORKER_WAIT_VARIABLE = "EVENTFORGE_WORKER_WAIT_SECONDS"
 DEFAULT_WORKER_WAIT_SECONDS = int(Settings.model_fields["worker_wait_seconds"].default)
 """Each worker task long-polls each of its queues with one receive at a time, this long; an
@@ -74,8 +77,9 @@ SCALING_POLICY = "aws:appautoscaling/policy:Policy"
 NAMESPACE = "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace"
 DISCOVERY_SERVICE = "aws:servicediscovery/service:Service"
 FUNCTION = "aws:lambda/function:Function"
-EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
-EVENT_TARGET = "aws:cloudwatch/eventTarget:EventTarget"
+EVENT_SOURCE_MAPPING = "aws:lambda/eventSourceMapping:EventSourceMapping"
+SCHEDULE = "aws:scheduler/schedule:Schedule"
+HTTP_API = "aws:apigatewayv2/api:Api"
 QUEUE = "aws:sqs/queue:Queue"
 ROLE = "aws:iam/role:Role"
 ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -97,13 +101,11 @@ PRICED_TYPES = frozenset(
         SCALING_POLICY,
         NAMESPACE,
         DISCOVERY_SERVICE,
-        FUNCTION,
-        EVENT_RULE,
-        EVENT_TARGET,
+        SCHEDULE,
     }
 )
 """Types the estimator reads: priced, or joined into what is priced (a task definition into its
-ECS service, a Cloud Map service into the tasks it registers, an event target into its rule)."""
+ECS service, a Cloud Map service into the tasks it registers)."""
 
 FREE_TYPES: Mapping[str, str] = {
     # IAM and networking that AWS does not bill by the hour.
@@ -155,10 +157,14 @@ FREE_TYPES: Mapping[str, str] = {
     "aws:rds/subnetGroup:SubnetGroup": "RDS: free",
     "aws:rds/parameterGroup:ParameterGroup": "RDS: free",
     "aws:appautoscaling/target:Target": "Application Auto Scaling: free",
-    "aws:lambda/eventSourceMapping:EventSourceMapping": (
-        "Lambda: the invocations and its pollers' SQS requests are usage"
-    ),
+    FUNCTION: "Lambda: invocations and duration only",
+    EVENT_SOURCE_MAPPING: "Lambda: the invocations and its pollers' SQS requests are usage",
     "aws:lambda/permission:Permission": "Lambda: free",
+    "aws:scheduler/scheduleGroup:ScheduleGroup": "EventBridge Scheduler: free (invocations are)",
+    HTTP_API: "API Gateway HTTP APIs: requests only",
+    "aws:apigatewayv2/integration:Integration": "API Gateway: free (requests are usage)",
+    "aws:apigatewayv2/route:Route": "API Gateway: free (requests are usage)",
+    "aws:apigatewayv2/stage:Stage": "API Gateway: free (requests are usage)",
     "aws:sesv2/emailIdentity:EmailIdentity": "SES: per email only",
     "aws:sesv2/configurationSet:ConfigurationSet": "SES: free (emails are usage)",
     "aws:sesv2/configurationSetEventDestination:ConfigurationSetEventDestination": (
@@ -357,7 +363,7 @@ class _Pricer:
             *self._database(),
             *self._management(),
             *self._discovery(),
-            *self._lambda(),
+            *self._schedules(),
             *self._sqs(),
         ]
 
@@ -382,9 +388,16 @@ class _Pricer:
             "SNS publishes and deliveries, SQS requests beyond the idle polls, KMS and "
             "Secrets Manager API requests",
         ]
-        if graph.of(FUNCTION):
+        if graph.of(EVENT_SOURCE_MAPPING):
             charges.append(
                 "Lambda invocations from SQS, and the SQS requests of Lambda's queue pollers"
+            )
+        if graph.of(HTTP_API):
+            arm = prices["lambda.arm64.duration"].label()
+            charges.append(
+                f"API Gateway HTTP API requests ({prices['apigateway.http.requests'].label()}), "
+                f"and the invocations ({prices['lambda.requests'].label()}) and duration "
+                f"({arm}/GB-s on Arm) of the functions behind them"
             )
         if graph.of(DB_INSTANCE):
             charges.append(
@@ -672,54 +685,31 @@ class _Pricer:
             )
         return items
 
-    # Lambda: the scheduled invocations (those from SQS are usage).
+    # EventBridge Scheduler: each schedule's invocations, and the message each one sends.
 
-    def _lambda(self) -> list[LineItem]:
-        functions = self.graph.of(FUNCTION)
-        invocations: dict[str, Decimal] = defaultdict(Decimal)
-        for rule in self.graph.of(EVENT_RULE):
-            expression = rule.inputs.get("scheduleExpression")
-            if expression is None:
-                continue  # an event pattern: billed by events, if custom ones
-            names = {rule.id, rule.state.get("name"), rule.state.get("arn")}
-            targets = [t for t in self.graph.of(EVENT_TARGET) if t.inputs.get("rule") in names]
-            if not targets:
-                raise UnpricedResourceError(f"schedule {rule.name} invokes nothing")
-            for target in targets:
-                function = self.graph.by_reference(FUNCTION, target.inputs["arn"], "arn")
-                invocations[function.id] += self._monthly_runs(rule.name, expression)
-        items = []
-        for architecture in ("arm64", "x86_64"):
-            invoked = [
-                (f, invocations[f.id])
-                for f in functions
-                if invocations[f.id] and _function_architecture(f) == architecture
-            ]
-            if not invoked:
-                continue
-            label = _ARCHITECTURE_LABELS[architecture]
-            runs = sum((n for _, n in invoked), Decimal(0))
-            gb_seconds = sum(
-                (
-                    n * SCHEDULED_INVOCATION_SECONDS * _function_memory(f) / MEBIBYTES_PER_GIB
-                    for f, n in invoked
-                ),
-                Decimal(0),
-            )
-            items += [
-                LineItem(
-                    f"Lambda duration, {label} ({_number(runs)} scheduled invocations"
-                    f"{TIMES}{_number(SCHEDULED_INVOCATION_SECONDS)} s assumed)",
-                    gb_seconds,
-                    self.prices[f"lambda.{architecture}.duration"],
-                ),
-                LineItem(
-                    f"Lambda requests, {label} (scheduled)",
-                    runs,
-                    self.prices["lambda.requests"],
-                ),
-            ]
-        return items
+    def _schedules(self) -> list[LineItem]:
+        schedules = self.graph.of(SCHEDULE)
+        if not schedules:
+            return []
+        runs = Decimal(0)
+        for schedule in schedules:
+            target = str((schedule.inputs.get("target") or {}).get("arn", ""))
+            if ":sqs:" not in target:
+                raise UnpricedResourceError(
+                    f"schedule {schedule.name}: only SQS targets are priced"
+                )
+            runs += self._monthly_runs(schedule.name, schedule.inputs["scheduleExpression"])
+        count = _plural(len(schedules), "schedule")
+        return [
+            LineItem(
+                f"EventBridge Scheduler invocations ({count})",
+                runs,
+                self.prices["scheduler.invocations"],
+            ),
+            LineItem(
+                f"SQS sends of the schedules' ticks ({count})", runs, self.prices["sqs.requests"]
+            ),
+        ]
 
     def _monthly_runs(self, rule: str, expression: str) -> Decimal:
         match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
@@ -805,15 +795,6 @@ def _log_metrics(
     return metrics
 
 
-def _function_architecture(function: Record) -> str:
-    architectures = function.inputs.get("architectures") or ["x86_64"]
-    return str(architectures[0])
-
-
-def _function_memory(function: Record) -> Decimal:
-    return Decimal(function.inputs.get("memorySize", 128))
-
-
 def _worker_wait(container: Mapping[str, Any]) -> int:
     for variable in container.get("environment") or []:
         if variable.get("name") == WORKER_WAIT_VARIABLE:
@@ -849,8 +830,15 @@ class StackEstimate:
 
 
 def stack_overrides(stack: str) -> dict[str, Any]:
-    """What the estimate builds a stack with: its own file, plus an image tag if it has none."""
-    return {} if stack_config(stack).get(IMAGE_TAG_KEY) else {IMAGE_TAG_KEY: ESTIMATE_IMAGE_TAG}
+    """What the estimate builds a stack with: its own file, plus an image tag if it has none,
+    and stand-in ingest secrets if it has none (a deployed stack's are set encrypted)."""
+    config = stack_config(stack)
+    overrides: dict[str, Any] = {}
+    if not config.get(IMAGE_TAG_KEY):
+        overrides[IMAGE_TAG_KEY] = ESTIMATE_IMAGE_TAG
+    if INGEST_SECRETS_KEY not in config:
+        overrides[INGEST_SECRETS_KEY] = ESTIMATE_INGEST_SECRETS
+    return overrides
 
 
 def estimate_stack(stack: str, progress: TextIO | None = None) -> StackEstimate:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 
@@ -20,6 +21,11 @@ DATA_DIR = f"{SCRATCH_DIR}/eventforge"
 BIND_ALL = "0.0.0.0"
 # Reserved by Lambda, which sets it itself.
 LAMBDA_RESERVED = frozenset({"AWS_REGION", "AWS_DEFAULT_REGION"})
+
+FunctionKind = Literal["lambda-consumer", "lambda-http"]
+"""A service's Lambda function: its queue consumer, or the HTTP handler behind an API."""
+Process = Sequence[Role] | FunctionKind
+"""What a process runs: ECS roles, or one of the service's functions."""
 
 
 def grpc_port(service: ServiceName) -> int:
@@ -63,14 +69,15 @@ def process_environment(
     settings: StackSettings,
     database: DatabaseEndpoint,
     service: ServiceName,
-    roles: Sequence[Role] | None,
+    process: Process,
     account_id: str,
 ) -> dict[str, pulumi.Input[str]]:
-    """The variables of one process (`roles` None: the service's Lambda consumer).
+    """The variables of one process: an ECS task running roles, or a function.
 
     Every process logs in as its service's own database role with an RDS IAM token made for
     each new connection (no password to inject, nothing for a rotation to break).
     """
+    serves = not isinstance(process, str) and "api" in process
     environment: dict[str, pulumi.Input[str]] = {
         "DATABASE_URL": database.url(database_role(service)),
         "PGSSLMODE": "require",
@@ -84,20 +91,20 @@ def process_environment(
         "OTEL_SERVICE_NAME": f"eventforge-{service}",
         "OTEL_RESOURCE_ATTRIBUTES": (
             f"deployment.environment={settings.stack},service.namespace=eventforge,"
-            f"eventforge.role={'+'.join(roles) if roles else 'lambda-consumer'}"
+            f"eventforge.role={process if isinstance(process, str) else '+'.join(process)}"
         ),
-        **_addresses(settings.name_prefix, service if roles and "api" in roles else None),
+        **_addresses(settings.name_prefix, service if serves else None),
     }
-    if roles and "api" in roles:
+    if serves:
         environment["EVENTFORGE_HEALTH_HTTP_ADDR"] = f"{BIND_ALL}:{HEALTH_HTTP_PORT}"
-    if settings.grpc_mtls:
+    if settings.grpc_mtls and service in SERVICES:
         # The certificate itself comes as EVENTFORGE_TLS_BUNDLE, from its secret.
         environment["EVENTFORGE_AUTHZ_CLIENTS"] = ",".join(settings.grpc_clients)
     if service == "notifier":
         environment["EVENTFORGE_NOTIFIER_EMAIL_SENDER"] = settings.email_sender
     if settings.otel_exporter_endpoint:
         environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = settings.otel_exporter_endpoint
-    if roles is None:
+    if isinstance(process, str):
         environment = {k: v for k, v in environment.items() if k not in LAMBDA_RESERVED}
         environment["EVENTFORGE_SERVICE"] = service
     return environment

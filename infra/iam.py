@@ -68,8 +68,10 @@ def service_role(
     grants: Sequence[Grant],
     account_id: pulumi.Input[str] | None,
     parent: pulumi.Resource,
+    source_arn: pulumi.Input[str] | None = None,
 ) -> ServiceRole:
-    """A role that only `principal` may assume (from this account when `account_id` is given)."""
+    """A role that only `principal` may assume: from this account when `account_id` is given,
+    and on behalf of `source_arn` only when that is given too."""
     trust: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"Service": principal},
@@ -78,6 +80,10 @@ def service_role(
     if account_id is not None:
         # Confused-deputy guard: only assumed on behalf of this account's resources.
         trust["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+        if source_arn is not None:
+            trust["Condition"]["StringEquals"]["aws:SourceArn"] = source_arn
+    elif source_arn is not None:
+        raise ValueError(f"role {name}: a source ARN condition needs the account's too")
     role = aws.iam.Role(
         name,
         assume_role_policy=pulumi.Output.json_dumps(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -186,6 +187,27 @@ class MockCloud(pulumi.runtime.Mocks):
             return name, {"arn": f"arn:{PARTITION}:ses:{region}:{account}:configuration-set/{name}"}
         if typ == "aws:ecs/taskDefinition:TaskDefinition":
             return f"{physical}:1", {"arn": f"{arn}:1", "revision": 1}
+        if typ == "aws:scheduler/scheduleGroup:ScheduleGroup":
+            return physical, {
+                "arn": f"arn:{PARTITION}:scheduler:{region}:{account}:schedule-group/{physical}",
+                "name": physical,
+            }
+        if typ == "aws:scheduler/schedule:Schedule":
+            group = inputs.get("groupName", "default")
+            return f"{group}/{physical}", {
+                "arn": f"arn:{PARTITION}:scheduler:{region}:{account}:schedule/{group}/{physical}"
+            }
+        if typ == "aws:apigatewayv2/api:Api":
+            api_id = hashlib.sha256(physical.encode()).hexdigest()[:10]
+            return api_id, {
+                "arn": f"arn:{PARTITION}:apigateway:{region}::/apis/{api_id}",
+                "apiEndpoint": f"https://{api_id}.execute-api.{region}.amazonaws.com",
+                "executionArn": f"arn:{PARTITION}:execute-api:{region}:{account}:{api_id}",
+            }
+        if typ == "aws:lambda/function:Function":
+            return physical, {
+                "arn": f"arn:{PARTITION}:lambda:{region}:{account}:function:{physical}"
+            }
         return f"{physical}-id", {"arn": arn}
 
 

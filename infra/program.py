@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,12 +29,15 @@ from infra.components.mail_events import (
 from infra.components.network import HTTPS, Network, NetworkArgs
 from infra.components.platform import Placement, Platform, PlatformArgs
 from infra.components.queue import ServiceQueue, ServiceQueueArgs
-from infra.components.service import EnvironmentOf, Service, ServiceArgs
+from infra.components.schedules import JobsQueue, Schedules, SchedulesArgs
+from infra.components.service import EnvironmentOf, Service, ServiceArgs, Webhooks
 from infra.components.topic import EventTopic, EventTopicArgs
-from infra.config import Role, StackSettings
+from infra.components.webhooks import webhook_secret
+from infra.config import ALL_SERVICES, Role, StackSettings
 from infra.environment import (
     HEALTH_HTTP_PORT,
     DatabaseEndpoint,
+    Process,
     grpc_port,
     migrate_environment,
     process_environment,
@@ -56,6 +59,10 @@ SAGA_SERVICE: ServiceName = "orders"
 COMPENSATION_FAILED_PATTERN = '{ $.saga_outcome = "COMPENSATION_FAILED" }'
 """The saga's line of an order whose compensation failed for good (it needs an operator)."""
 COMPENSATION_FAILED_METRIC = "SagaCompensationFailed"
+WEBHOOK_SERVICE: ServiceName = "ingest"
+"""The service that answers the inbound webhooks (HTTP API → its function)."""
+WEBHOOK_FUNCTION_APIS = ("secretsmanager",)
+"""What the webhook function calls on AWS: its sources' secrets, read at start."""
 
 
 @dataclass(frozen=True)
@@ -71,8 +78,9 @@ class StackOutputs:
 
 
 def service_roles(topology: Topology, service: ServiceName) -> tuple[Role, ...]:
-    """The roles a service runs: its API, a worker if it consumes, a relay if it publishes."""
-    roles: list[Role] = ["api"]
+    """The roles a service runs: its gRPC API (if it has one), a worker if it consumes, a relay
+    if it publishes."""
+    roles: list[Role] = ["api"] if service in SERVICES else []
     if topology.queues_consumed_by(service):
         roles.append("worker")
     if _published_topic(topology, service) is not None:
@@ -143,6 +151,20 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
         )
         for queue in topology.queues
     }
+    # Each job's ticks, sent to its service's jobs queue (which has no topic).
+    schedules = Schedules(
+        "schedules",
+        SchedulesArgs(
+            name_prefix=settings.name_prefix,
+            account_id=account_id,
+            jobs=topology.jobs,
+            queues={
+                q.name: JobsQueue(arn=queues[q.name].arn, dlq_arn=queues[q.name].dlq_arn)
+                for q in topology.queues
+                if q.topic is None
+            },
+        ),
+    )
     buckets = Buckets(
         "buckets",
         BucketsArgs(
@@ -167,6 +189,7 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             egress=settings.network.egress,
             vpc_endpoints=settings.network.vpc_endpoints,
             egress_ports=() if otlp_port is None else (otlp_port,),
+            function_endpoints=WEBHOOK_FUNCTION_APIS,
         ),
     )
     database = Database(
@@ -246,10 +269,18 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
         address=database.address, port=database.port, name=database.database_name
     )
     migrate_env = migrate_environment(settings, endpoint, database.master_username)
+    # The sources' shared secrets, which the webhook function reads at start.
+    webhook_secrets = webhook_secret(
+        f"{WEBHOOK_SERVICE}-webhook-secrets",
+        name_prefix=settings.name_prefix,
+        service=WEBHOOK_SERVICE,
+        value=settings.ingest_secrets,
+    )
     services: dict[ServiceName, Service] = {}
-    for service in SERVICES:
+    for service in ALL_SERVICES:
         published = _published_topic(topology, service)
         consumed = topology.queues_consumed_by(service)
+        grpc = service in SERVICES
         services[service] = Service(
             service,
             ServiceArgs(
@@ -290,11 +321,20 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                     )
                     for q in consumed
                 ],
-                grpc_port=grpc_port(service),
+                grpc_port=grpc_port(service) if grpc else None,
                 on_lambda=service in settings.lambda_consumers,
-                tls_secret_arn=None if certificates is None else certificates.secret_arns[service],
-                target_group_arn=None if ingress is None else ingress.target_group_arns[service],
-                listener=None if ingress is None else ingress.listeners[service],
+                tls_secret_arn=(
+                    None if certificates is None or not grpc else certificates.secret_arns[service]
+                ),
+                target_group_arn=(
+                    None if ingress is None or not grpc else ingress.target_group_arns[service]
+                ),
+                listener=None if ingress is None or not grpc else ingress.listeners[service],
+                webhooks=(
+                    Webhooks(secrets_arn=webhook_secrets.arn, settings=settings.ingest)
+                    if service == WEBHOOK_SERVICE
+                    else None
+                ),
                 log_metrics=_log_metrics(
                     settings, topology, service, alerts.arn, mail_events=mail_events is not None
                 ),
@@ -317,6 +357,11 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
             "databaseAddress": database.address,
             "databaseSecretArn": database.secret_arn,
             "lambdaConsumers": sorted(settings.lambda_consumers),
+            # Webhook senders POST to `<ingestUrl>/<source>` (services phase only).
+            "ingestUrl": services[WEBHOOK_SERVICE].webhook_url,
+            # The sources' secrets (`pulumi config set --secret ingestSecrets`), by ARN only.
+            "ingestSecretArn": webhook_secrets.arn,
+            "scheduleGroup": schedules.group_name,
             # Where internal clients dial each API (host:port), through the load balancer.
             "grpcEndpoints": (
                 {}
@@ -458,8 +503,8 @@ def _emails_unsettled(name_prefix: str, alerts_topic_arn: pulumi.Input[str]) -> 
 def _environment_of(
     settings: StackSettings, endpoint: DatabaseEndpoint, service: ServiceName, account_id: str
 ) -> EnvironmentOf:
-    def environment(roles: Sequence[Role] | None) -> dict[str, pulumi.Input[str]]:
-        return process_environment(settings, endpoint, service, roles, account_id)
+    def environment(process: Process) -> dict[str, pulumi.Input[str]]:
+        return process_environment(settings, endpoint, service, process, account_id)
 
     return environment
 

@@ -10,14 +10,12 @@ import pulumi_aws as aws
 
 from eventforge.runtime.settings import ServiceName
 from infra.access import ServiceResources, lambda_grants
+from infra.components.functions import ImageFunctionArgs, image_function, service_function_name
 from infra.components.log_metrics import LogMetric, count_in_log_group
 from infra.components.platform import Placement
 from infra.config import RoleSize
-from infra.iam import service_role
 
 LAMBDA_HANDLER = "eventforge.runtime.messaging.lambda_entry.handler"
-# The image's ENTRYPOINT is the `eventforge` CLI; a Lambda runs the runtime interface client.
-LAMBDA_ENTRY_POINT = ("/app/.venv/bin/python", "-m", "awslambdaric")
 BATCH_SIZE = 10
 BATCHING_WINDOW_SECONDS = 1
 MIN_CONCURRENCY = 2  # the lowest maximum concurrency SQS event sources accept
@@ -26,8 +24,6 @@ TIMEOUT_SECONDS = 30
 VISIBILITY_PER_TIMEOUT = 6
 """AWS advises a queue's visibility timeout of at least six times its function's timeout, so a
 batch that Lambda retries after a throttle or a timeout is not received twice at once."""
-HOUSEKEEPING_SCHEDULE = "rate(1 minute)"
-"""How often EventBridge invokes the function for the worker's housekeeping (sweeps, retries)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +57,7 @@ class LambdaConsumer(pulumi.ComponentResource):
 
     Mappings report partial batch failures (`ReportBatchItemFailures`): the handler returns the
     ids of the messages it failed, so only those return to the queue (and, in the end, the DLQ).
-    An EventBridge schedule invokes the same handler for the worker's periodic housekeeping.
+    The service's scheduled jobs reach it like any message, through its jobs queue.
     """
 
     function_arn: pulumi.Output[str]
@@ -71,57 +67,33 @@ class LambdaConsumer(pulumi.ComponentResource):
     ) -> None:
         super().__init__("eventforge:infra:LambdaConsumer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        placement = args.placement
-        function_name = consumer_function_name(placement.name_prefix, args.service)
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{function_name}",
-            retention_in_days=placement.log_retention_days,
-            opts=child,
-        )
-        for metric in args.log_metrics:
-            count_in_log_group(f"{name}-{metric.key}", metric, log_group.name, parent=self)
-        role = service_role(
-            f"{name}-role",
-            principal="lambda.amazonaws.com",
-            grants=lambda_grants(args.resources, log_group.arn, args.tls_secret_arn),
-            account_id=None,
-            parent=self,
-        )
         environment = dict(args.environment)
         if args.tls_secret_arn is not None:
             # No secret injection in Lambda: the handler fetches its certificate itself.
             environment["EVENTFORGE_TLS_SECRET_ARN"] = args.tls_secret_arn
-        function = aws.lambda_.Function(
+        built = image_function(
             name,
-            name=function_name,
-            package_type="Image",
-            image_uri=args.image,
-            image_config=aws.lambda_.FunctionImageConfigArgs(
-                entry_points=list(LAMBDA_ENTRY_POINT),
-                commands=[LAMBDA_HANDLER],
-                working_directory="/app",
+            ImageFunctionArgs(
+                function_name=consumer_function_name(args.placement.name_prefix, args.service),
+                handler=LAMBDA_HANDLER,
+                image=args.image,
+                placement=args.placement,
+                environment=environment,
+                grants_for=lambda log_group_arn: lambda_grants(
+                    args.resources, log_group_arn, args.tls_secret_arn
+                ),
+                memory=args.size.memory,
+                timeout_seconds=_timeout(args.queues),
             ),
-            role=role.role.arn,
-            # Lambda names the architectures arm64 and x86_64, ECS ARM64 and X86_64.
-            architectures=[placement.cpu_architecture.lower()],
-            memory_size=args.size.memory,
-            timeout=_timeout(args.queues),
-            environment=aws.lambda_.FunctionEnvironmentArgs(variables=environment),
-            vpc_config=aws.lambda_.FunctionVpcConfigArgs(
-                subnet_ids=list(placement.function_subnet_ids),
-                security_group_ids=[placement.security_group_id],
-            ),
-            logging_config=aws.lambda_.FunctionLoggingConfigArgs(
-                log_format="Text", log_group=log_group.name
-            ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=role.dependencies()),
+            parent=self,
         )
+        for metric in args.log_metrics:
+            count_in_log_group(f"{name}-{metric.key}", metric, built.log_group.name, parent=self)
         for index, queue in enumerate(args.queues):
             aws.lambda_.EventSourceMapping(
                 f"{name}-queue-{index}",
                 event_source_arn=queue.arn,
-                function_name=function.arn,
+                function_name=built.function.arn,
                 batch_size=BATCH_SIZE,
                 maximum_batching_window_in_seconds=BATCHING_WINDOW_SECONDS,
                 function_response_types=["ReportBatchItemFailures"],
@@ -131,26 +103,7 @@ class LambdaConsumer(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-        # No worker process runs its periodic tasks: a schedule invokes the function for them.
-        schedule = aws.cloudwatch.EventRule(
-            f"{name}-housekeeping",
-            name=f"{function_name}-housekeeping",
-            description=f"Housekeeping of the {args.service} consumer (lambda_entry)",
-            schedule_expression=HOUSEKEEPING_SCHEDULE,
-            opts=child,
-        )
-        aws.cloudwatch.EventTarget(
-            f"{name}-housekeeping-target", rule=schedule.name, arn=function.arn, opts=child
-        )
-        aws.lambda_.Permission(
-            f"{name}-housekeeping-invoke",
-            action="lambda:InvokeFunction",
-            function=function.name,
-            principal="events.amazonaws.com",
-            source_arn=schedule.arn,
-            opts=child,
-        )
-        self.function_arn = function.arn
+        self.function_arn = built.function.arn
         self.register_outputs({"function_arn": self.function_arn})
 
 
@@ -171,4 +124,4 @@ def _timeout(queues: Sequence[ConsumedQueue]) -> int:
 
 def consumer_function_name(name_prefix: str, service: ServiceName) -> str:
     """The Lambda consumer's function name, e.g. `eventforge-dev-notifier-consumer`."""
-    return f"{name_prefix}-{service}-consumer"
+    return service_function_name(name_prefix, service, "consumer")

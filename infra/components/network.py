@@ -35,6 +35,10 @@ class NetworkArgs:
     vpc_endpoints: bool
     egress_ports: Sequence[int] = field(default_factory=tuple)
     """Ports beyond HTTPS that tasks may reach on the internet (the OTLP exporter's)."""
+    function_endpoints: Sequence[str] = field(default_factory=tuple)
+    """The AWS APIs (of `INTERFACE_ENDPOINTS`) the functions call. Functions always run in
+    the private subnets: with `egress: public` (no NAT gateway) and no `vpcEndpoints`, these get
+    interface endpoints of their own there, or the functions could not reach them."""
 
 
 class Network(pulumi.ComponentResource):
@@ -103,7 +107,9 @@ class Network(pulumi.ComponentResource):
         self.assign_public_ip = args.egress == "public"
         tasks = public if self.assign_public_ip else private
         if args.vpc_endpoints:
-            self._interface_endpoints(vpc, tasks, services, args)
+            self._interface_endpoints(vpc, tasks, services, args, INTERFACE_ENDPOINTS)
+        elif args.egress == "public" and args.function_endpoints:
+            self._interface_endpoints(vpc, private, services, args, args.function_endpoints)
         self._rules(services, args)
         self.vpc_id = vpc.id
         self.private_subnet_ids = [s.id for s in private]
@@ -186,7 +192,11 @@ class Network(pulumi.ComponentResource):
         subnets: Sequence[aws.ec2.Subnet],
         services: aws.ec2.SecurityGroup,
         args: NetworkArgs,
+        apis: Sequence[str],
     ) -> None:
+        unknown = sorted(set(apis) - set(INTERFACE_ENDPOINTS))
+        if unknown:
+            raise ValueError(f"no interface endpoint is declared for {unknown}")
         endpoints = aws.ec2.SecurityGroup(
             f"{self._name}-endpoints",
             vpc_id=vpc.id,
@@ -204,7 +214,7 @@ class Network(pulumi.ComponentResource):
             referenced_security_group_id=services.id,
             opts=self._child,
         )
-        for service in INTERFACE_ENDPOINTS:
+        for service in apis:
             aws.ec2.VpcEndpoint(
                 f"{self._name}-{service.replace('.', '-')}",
                 vpc_id=vpc.id,

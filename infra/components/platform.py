@@ -40,7 +40,18 @@ class Placement:
     cpu_architecture: str
     """ECS's name of the image's architecture: ARM64 or X86_64."""
     function_subnet_ids: Sequence[pulumi.Input[str]] = ()
-    """Lambda consumers' subnets: always private (a function never gets a public IP)."""
+    """Functions' subnets: always private (a function never gets a public IP)."""
+
+    def log_group(
+        self, resource_name: str, name: str, *, parent: pulumi.Resource
+    ) -> aws.cloudwatch.LogGroup:
+        """A log group kept for the stack's `logRetentionDays`."""
+        return aws.cloudwatch.LogGroup(
+            resource_name,
+            name=name,
+            retention_in_days=self.log_retention_days,
+            opts=pulumi.ResourceOptions(parent=parent),
+        )
 
 
 class Platform(pulumi.ComponentResource):

@@ -87,11 +87,8 @@ class ServiceProcess(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         placement = args.placement
         process = args.process
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/eventforge/{placement.name_prefix}/{process}",
-            retention_in_days=placement.log_retention_days,
-            opts=child,
+        log_group = placement.log_group(
+            f"{name}-logs", f"/eventforge/{placement.name_prefix}/{process}", parent=self
         )
         for metric in args.log_metrics:
             count_in_log_group(f"{name}-{metric.key}", metric, log_group.name, parent=self)

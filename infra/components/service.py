@@ -1,4 +1,4 @@
-"""One service: its image repository and its processes (ECS services, or a Lambda consumer)."""
+"""One service: its image repository and its processes (ECS services, Lambda functions)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pulumi_aws as aws
 from eventforge.policies import POLICY_VERSION
 from eventforge.runtime.settings import ServiceName
 from infra.access import ServiceResources, task_grants
+from infra.components.functions import LAMBDA_PRINCIPAL, function_arn
 from infra.components.lambda_consumer import (
     ConsumedQueue,
     LambdaConsumer,
@@ -21,14 +22,24 @@ from infra.components.lambda_consumer import (
 from infra.components.log_metrics import LogMetric, alarm_on
 from infra.components.platform import Placement
 from infra.components.process import ServiceProcess, ServiceProcessArgs
-from infra.config import Role, RoleSize
+from infra.components.webhooks import WebhookApi, WebhookApiArgs, webhook_function_name
+from infra.config import IngestSettings, Role, RoleSize
+from infra.environment import Process
 
 UNTAGGED_IMAGE_DAYS = 14
 LAMBDA_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 
-EnvironmentOf = Callable[[Sequence[Role] | None], Mapping[str, pulumi.Input[str]]]
-"""The variables of a process running these roles (None: the Lambda consumer)."""
+EnvironmentOf = Callable[[Process], Mapping[str, pulumi.Input[str]]]
+"""The variables of a process: an ECS task running roles, or one of the service's functions."""
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """A service that answers inbound webhooks over HTTP: its secrets and its limits."""
+
+    secrets_arn: pulumi.Input[str]
+    settings: IngestSettings
 
 
 @dataclass
@@ -37,7 +48,8 @@ class ServiceArgs:
 
     service: ServiceName
     roles: Sequence[Role]
-    """The roles the service runs: api, plus worker if it consumes, relay if it publishes."""
+    """The roles the service runs: api (a gRPC service's), worker if it consumes, relay if it
+    publishes."""
     sizes: Mapping[Role, RoleSize]
     image_tag: str | None
     """None: the backbone phase — the image repository only, nothing that runs an image."""
@@ -48,7 +60,8 @@ class ServiceArgs:
     migrate_environment: Mapping[str, pulumi.Input[str]]
     resources: ServiceResources
     queues: Sequence[ConsumedQueue]
-    grpc_port: int
+    grpc_port: int | None
+    """The port of its gRPC API; None for a service without one."""
     on_lambda: bool = False
     """The worker runs as a Lambda function, not on ECS."""
     tls_secret_arn: pulumi.Input[str] | None = None
@@ -57,6 +70,8 @@ class ServiceArgs:
     """With ingress: the load balancer's target group of the API."""
     listener: pulumi.Resource | None = None
     """With ingress: the listener the target group must be attached to first."""
+    webhooks: Webhooks | None = None
+    """Its HTTP door for inbound webhooks (an API and a function), if it has one."""
     log_metrics: Mapping[Role, Sequence[LogMetric]] = field(default_factory=dict)
     """By role: counted in the logs of whatever runs that role (an ECS service, or the Lambda
     consumer for the worker), once per log group however many of its roles list the metric,
@@ -82,9 +97,12 @@ def process_layout(
 
 
 class Service(pulumi.ComponentResource):
-    """The service's ECR repository, one ECS service per role, and its optional Lambda."""
+    """The service's ECR repository, one ECS service per role, and its optional functions: the
+    Lambda consumer, and the HTTP function behind its webhook API."""
 
     repository_url: pulumi.Output[str]
+    webhook_url: pulumi.Output[str] | None = None
+    """The webhooks' base URL (`…/webhooks`), in the services phase of a service with them."""
 
     def __init__(
         self, name: str, args: ServiceArgs, opts: pulumi.ResourceOptions | None = None
@@ -122,63 +140,91 @@ class Service(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         placement = args.placement
         image = pulumi.Output.concat(repository.repository_url, ":", image_tag)
-        api: ServiceProcess | None = None
+        started: list[ServiceProcess] = []
         layout = process_layout(
             args.service, args.roles, combined=args.combined, on_lambda=args.on_lambda
         )
         for process, roles in layout:
             serves = "api" in roles
             only_worker = roles == ("worker",)
-            started = ServiceProcess(
-                f"{name}-{process.removeprefix(args.service).strip('-') or 'all'}",
-                ServiceProcessArgs(
-                    service=args.service,
-                    process=process,
-                    roles=roles,
-                    size=args.sizes["api" if args.combined else roles[0]],
-                    image=image,
-                    repository_arn=repository.arn,
-                    placement=placement,
-                    environment=args.environment_of(roles),
-                    migrate_environment=args.migrate_environment,
-                    grants=task_grants(args.resources, roles),
-                    grpc_port=args.grpc_port if serves else None,
-                    target_group_arn=args.target_group_arn if serves else None,
-                    scaling_queue_names=[q.name for q in args.queues] if only_worker else (),
-                    tls_secret_arn=args.tls_secret_arn,
-                    depends_on=[args.listener] if serves and args.listener is not None else [],
-                    log_metrics=args.metrics_of(roles),
-                ),
-                opts=child,
+            started.append(
+                ServiceProcess(
+                    f"{name}-{process.removeprefix(args.service).strip('-') or 'all'}",
+                    ServiceProcessArgs(
+                        service=args.service,
+                        process=process,
+                        roles=roles,
+                        size=args.sizes["api" if args.combined else roles[0]],
+                        image=image,
+                        repository_arn=repository.arn,
+                        placement=placement,
+                        environment=args.environment_of(roles),
+                        migrate_environment=args.migrate_environment,
+                        grants=task_grants(args.resources, roles),
+                        grpc_port=args.grpc_port if serves else None,
+                        target_group_arn=args.target_group_arn if serves else None,
+                        scaling_queue_names=[q.name for q in args.queues] if only_worker else (),
+                        tls_secret_arn=args.tls_secret_arn,
+                        depends_on=[args.listener] if serves and args.listener is not None else [],
+                        log_metrics=args.metrics_of(roles),
+                    ),
+                    opts=child,
+                )
             )
-            if serves:
-                api = started
-        if args.on_lambda:
+        functions = self._function_names(args)
+        if functions:
             policy = aws.ecr.RepositoryPolicy(
                 f"{name}-repository-lambda-pull",
                 repository=repository.name,
-                policy=_lambda_pull_policy(placement, args.service),
+                policy=_lambda_pull_policy(placement, functions),
                 opts=child,
             )
-            # The API's deployment ran the migrations: the function starts on a schema at head.
-            ready = [] if api is None else [api.ecs_service]
-            LambdaConsumer(
-                f"{name}-consumer",
-                LambdaConsumerArgs(
-                    service=args.service,
-                    image=image,
-                    placement=placement,
-                    environment=args.environment_of(None),
-                    resources=args.resources,
-                    queues=args.queues,
-                    size=args.sizes["worker"],
-                    tls_secret_arn=args.tls_secret_arn,
-                    log_metrics=args.metrics_of(("worker",)),
-                ),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, *ready]),
-            )
+            # Every task migrates first: a function starts once one deployment is steady, so on
+            # a schema at head.
+            ready = [policy, *[p.ecs_service for p in started[:1]]]
+            if args.on_lambda:
+                LambdaConsumer(
+                    f"{name}-consumer",
+                    LambdaConsumerArgs(
+                        service=args.service,
+                        image=image,
+                        placement=placement,
+                        environment=args.environment_of("lambda-consumer"),
+                        resources=args.resources,
+                        queues=args.queues,
+                        size=args.sizes["worker"],
+                        tls_secret_arn=args.tls_secret_arn,
+                        log_metrics=args.metrics_of(("worker",)),
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
+                )
+            if args.webhooks is not None:
+                webhooks = WebhookApi(
+                    f"{name}-webhooks",
+                    WebhookApiArgs(
+                        resources=args.resources,
+                        image=image,
+                        placement=placement,
+                        environment=args.environment_of("lambda-http"),
+                        secrets_arn=args.webhooks.secrets_arn,
+                        settings=args.webhooks.settings,
+                    ),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
+                )
+                self.webhook_url = webhooks.url
         for metric in args.metrics_of(args.roles):
             alarm_on(f"{name}-{metric.key}", metric, parent=self)
+
+    @staticmethod
+    def _function_names(args: ServiceArgs) -> list[str]:
+        """The service's Lambda functions, which pull its image."""
+        prefix = args.placement.name_prefix
+        names = []
+        if args.on_lambda:
+            names.append(consumer_function_name(prefix, args.service))
+        if args.webhooks is not None:
+            names.append(webhook_function_name(prefix, args.service))
+        return names
 
 
 def _expire_untagged_images() -> dict[str, object]:
@@ -195,25 +241,21 @@ def _expire_untagged_images() -> dict[str, object]:
     }
 
 
-def _lambda_pull_policy(placement: Placement, service: ServiceName) -> pulumi.Output[str]:
-    """Lambda pulls a function's image with its service principal, for that function only."""
-    function_arn = pulumi.Output.format(
-        "arn:{0}:lambda:{1}:{2}:function:{3}",
-        placement.partition,
-        placement.region,
-        placement.account_id,
-        consumer_function_name(placement.name_prefix, service),
-    )
+def _lambda_pull_policy(placement: Placement, functions: Sequence[str]) -> pulumi.Output[str]:
+    """Lambda pulls a function's image with its service principal, for these functions only."""
+    arns = [function_arn(placement, function) for function in functions]
     return pulumi.Output.json_dumps(
         {
             "Version": POLICY_VERSION,
             "Statement": [
                 {
-                    "Sid": "LambdaPullsConsumerImage",
+                    "Sid": "LambdaPullsFunctionImages",
                     "Effect": "Allow",
-                    "Principal": {"Service": "lambda.amazonaws.com"},
+                    "Principal": {"Service": LAMBDA_PRINCIPAL},
                     "Action": list(LAMBDA_PULL_ACTIONS),
-                    "Condition": {"StringLike": {"aws:sourceArn": function_arn}},
+                    "Condition": {
+                        "StringLike": {"aws:sourceArn": arns[0] if len(arns) == 1 else arns}
+                    },
                 }
             ],
         }

@@ -48,6 +48,10 @@ STACKS = ("dev", "staging", "prod")
 PROJECT = "eventforge"
 IMAGE_TAG = "0.1.0"
 """The tag `deploy` builds the services phase with (the stack files leave it unset)."""
+INGEST_SECRETS_KEY = "eventforge:ingestSecrets"
+INGEST_SECRETS = {"payments": "whsec_test_payments_0123", "acquirer": "test-acquirer-secret-0123"}
+"""The stacks' `ingestSecrets` in these tests: deployed stacks set theirs with
+`pulumi config set --secret`, which the stack files cannot ship."""
 
 # The runtime needs mocks (and with them the root stack resource) before the program loads.
 pulumi.runtime.set_mocks(MockCloud("us-east-1"), project=PROJECT, stack="dev", preview=False)
@@ -81,10 +85,11 @@ def stack_config(stack: str) -> dict[str, Any]:
 
 
 def set_stack_config(config: Mapping[str, Any]) -> None:
-    """Hand the configuration to the runtime as the CLI does: structured values as JSON."""
+    """Hand the configuration to the runtime as the CLI does: structured values as JSON, and
+    the ingest secrets marked secret."""
     pulumi.runtime.set_all_config(
         {key: value if isinstance(value, str) else _json(value) for key, value in config.items()},
-        [],
+        [INGEST_SECRETS_KEY] if INGEST_SECRETS_KEY in config else [],
     )
 
 
@@ -136,8 +141,9 @@ def pulumi_runtime() -> Iterator[None]:
 
 
 def configure_stack(stack: str, overrides: Mapping[str, Any] | None = None) -> MockCloud:
-    """Fresh mocks and `Pulumi.<stack>.yaml` as the configuration (an override of None unsets)."""
-    config = stack_config(stack)
+    """Fresh mocks and `Pulumi.<stack>.yaml` with the test ingest secrets as the configuration
+    (an override of None unsets)."""
+    config = {**stack_config(stack), INGEST_SECRETS_KEY: INGEST_SECRETS}
     for key, value in (overrides or {}).items():
         if value is None:
             config.pop(key, None)

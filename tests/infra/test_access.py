@@ -13,6 +13,7 @@ from eventforge.runtime.settings import SERVICES, ServiceName
 from eventforge.topology import TOPOLOGY
 from infra.access import SQS_CONSUMER_ACTIONS
 from infra.components.certificates import tls_secret_name
+from infra.config import ALL_SERVICES
 from tests.infra.cloud import ACCOUNT
 from tests.infra.conftest import Deploy, Deployment
 from tests.infra.graph import (
@@ -58,8 +59,9 @@ def test_task_roles_grant_exactly_what_each_role_does(
     on_lambda = deployment.settings.lambda_consumers
 
     def check() -> None:
-        for service in SERVICES:
-            topic = cloud.by_state(TOPIC, "name", deployment.names.topics[service])
+        for service in ALL_SERVICES:
+            published = TOPOLOGY.topic_published_by(service).name
+            topic = cloud.by_state(TOPIC, "name", deployment.names.topics[published])
             # Relays publish into topics under SNS's AWS-managed key: no key grant needed.
             assert topic.inputs["kmsMasterKeyId"] == "alias/aws/sns"
             assert grants(cloud, f"{service}-relay-task") == {

@@ -311,28 +311,23 @@ def test_ses_configuration_sets_and_their_event_destinations_are_free() -> None:
     assert estimate(records).total == 0
 
 
-def test_a_schedule_every_minute_invokes_its_function_43800_times_a_month() -> None:
-    function = record(
-        cost.FUNCTION,
-        "consumer",
-        {"name": "consumer", "architectures": ["arm64"], "memorySize": 512},
-        {"arn": ARN.format("lambda", "function:consumer")},
+def schedule(name: str, expression: str, target: str = ARN.format("sqs", "jobs")) -> Record:
+    return record(
+        cost.SCHEDULE,
+        name,
+        {"name": name, "scheduleExpression": expression, "target": {"arn": target}},
     )
-    rule = record(
-        cost.EVENT_RULE,
-        "housekeeping",
-        {"name": "housekeeping", "scheduleExpression": "rate(1 minute)"},
+
+
+def test_a_schedule_every_minute_is_invoked_43800_times_a_month_and_sends_as_many_ticks() -> None:
+    result = estimate(
+        [schedule("every-minute", "rate(1 minute)"), schedule("hourly", "rate(1 hour)")]
     )
-    target = record(
-        cost.EVENT_TARGET, "target", {"rule": "housekeeping", "arn": function.state["arn"]}
+    runs = Decimal(43_800 + 730)
+    assert line(result, "EventBridge Scheduler invocations (2 schedules)") == (
+        runs * Decimal("1.00") / 1_000_000
     )
-    result = estimate([function, rule, target])
-    runs = Decimal(43_800)
-    seconds = cost.SCHEDULED_INVOCATION_SECONDS
-    assert line(result, "Lambda duration, ARM64") == (
-        runs * seconds * Decimal("0.5") * Decimal("0.0000133334")
-    )
-    assert line(result, "Lambda requests, ARM64") == runs * Decimal("0.20") / 1_000_000
+    assert line(result, "SQS sends of the schedules' ticks") == runs * Decimal("0.40") / 1_000_000
 
 
 def test_container_insights_is_reported_enabled_but_not_priced() -> None:
@@ -375,17 +370,14 @@ def test_a_resource_type_neither_priced_nor_known_free_fails_the_estimate() -> N
         ),
         record(cost.ALARM, "fast", {"period": 10}),
         record(cost.SCALING_POLICY, "predictive", {"policyType": "PredictiveScaling"}),
-        record(
-            cost.EVENT_RULE, "cron", {"name": "cron", "scheduleExpression": "cron(0 * * * ? *)"}
-        ),
+        schedule("cron", "cron(0 * * * ? *)"),
+        schedule("to-a-function", "rate(1 hour)", ARN.format("lambda", "function:f")),
     ],
     ids=lambda r: r.name,
 )
 def test_a_known_type_in_a_shape_with_no_price_fails_the_estimate(unpriced: Record) -> None:
-    target = record(cost.EVENT_TARGET, "t", {"rule": "cron", "arn": "arn:function"})
-    function = record(cost.FUNCTION, "f", {}, {"arn": "arn:function"})
     with pytest.raises(UnpricedResourceError):
-        estimate([unpriced, target, function])
+        estimate([unpriced])
 
 
 def test_component_resources_are_groupings_and_never_priced() -> None:
@@ -441,7 +433,13 @@ def test_the_workers_idle_polls_are_of_the_queues_the_topology_gives_them() -> N
 
 def test_building_offline_raises_what_the_program_raises() -> None:
     with pytest.raises(ConfigError, match="logRetentionDays"):
-        build_offline("dev", {"eventforge:logRetentionDays": 8})
+        build_offline("dev", {**cost.stack_overrides("dev"), "eventforge:logRetentionDays": 8})
+
+
+def test_building_offline_without_ingest_secrets_fails_unless_the_estimate_stands_them_in() -> None:
+    with pytest.raises(ConfigError, match="ingestSecrets is required"):
+        build_offline("dev", {"eventforge:imageTag": "0.1.0"})
+    assert cost.stack_overrides("dev")[cost.INGEST_SECRETS_KEY] == cost.ESTIMATE_INGEST_SECRETS
 
 
 def test_building_offline_raises_when_a_registration_fails() -> None:
@@ -454,7 +452,7 @@ def test_building_offline_raises_when_a_registration_fails() -> None:
             return super().new_resource(args)
 
     with pytest.raises(RuntimeError, match="the database was refused"):
-        build_offline("dev", cloud=FailingCloud("us-east-1"))
+        build_offline("dev", cost.stack_overrides("dev"), cloud=FailingCloud("us-east-1"))
 
 
 def test_the_command_prints_the_report_of_the_stacks_it_is_given(

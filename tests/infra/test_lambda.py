@@ -11,15 +11,13 @@ import pulumi
 
 from eventforge.topology import TOPOLOGY
 from infra.components.certificates import tls_secret_name
-from infra.components.lambda_consumer import HOUSEKEEPING_SCHEDULE, LAMBDA_HANDLER
+from infra.components.lambda_consumer import LAMBDA_HANDLER, consumer_function_name
 from tests.infra.conftest import Deploy
 from tests.infra.graph import (
     ECS_SERVICE,
     EVENT_RULE,
     EVENT_SOURCE_MAPPING,
-    EVENT_TARGET,
     FUNCTION,
-    LAMBDA_PERMISSION,
     QUEUE,
     REPOSITORY,
     REPOSITORY_POLICY,
@@ -38,7 +36,7 @@ def test_a_lambda_consumer_reads_every_queue_of_its_service_with_partial_batch_r
     prefix = deployment.settings.name_prefix
 
     def check() -> None:
-        [function] = cloud.of_type(FUNCTION)
+        function = cloud.by_state(FUNCTION, "name", consumer_function_name(prefix, "notifier"))
         repository = cloud.by_state(REPOSITORY, "name", f"{prefix}/notifier")
         assert function.inputs["packageType"] == "Image"
         assert function.inputs["imageUri"] == (
@@ -69,23 +67,17 @@ def test_a_lambda_consumer_reads_every_queue_of_its_service_with_partial_batch_r
         ecs_services = {s.inputs["name"] for s in cloud.of_type(ECS_SERVICE)}
         assert "notifier-worker" not in ecs_services
         assert {"notifier-api", "notifier-relay", "orders-worker", "files-worker"} <= ecs_services
-        [pull] = cloud.of_type(REPOSITORY_POLICY)
+        [pull] = [
+            p for p in cloud.of_type(REPOSITORY_POLICY) if p.inputs["repository"] == repository.id
+        ]
         [statement] = pull.json("policy")["Statement"]
         assert statement["Principal"] == {"Service": "lambda.amazonaws.com"}
         assert statement["Condition"]["StringLike"]["aws:sourceArn"].endswith(
             f":function:{function.inputs['name']}"
         )
-        # The worker's housekeeping: a schedule invokes the same handler, and only it may.
-        [rule] = cloud.of_type(EVENT_RULE)
-        assert rule.inputs["scheduleExpression"] == HOUSEKEEPING_SCHEDULE
-        [target] = cloud.of_type(EVENT_TARGET)
-        assert (target.inputs["rule"], target.inputs["arn"]) == (
-            rule.inputs["name"],
-            function.state["arn"],
-        )
-        [permission] = cloud.of_type(LAMBDA_PERMISSION)
-        assert permission.inputs["principal"] == "events.amazonaws.com"
-        assert permission.inputs["sourceArn"] == rule.state["arn"]
+        # Its scheduled jobs come through its jobs queue like any message: no rule invokes it.
+        assert "notifier-jobs" in {q.name for q in queues}
+        assert not cloud.of_type(EVENT_RULE)
         # With mTLS on, the function reads its own certificate bundle, and no other.
         tls = cloud.by_state(SECRET, "name", tls_secret_name(prefix, "notifier"))
         assert variables["EVENTFORGE_TLS_SECRET_ARN"] == tls.state["arn"]
@@ -103,9 +95,13 @@ def test_without_lambda_consumers_every_worker_runs_on_ecs(deploy: Deploy) -> pu
     cloud = deployment.cloud
 
     def check() -> None:
-        assert not cloud.of_type(FUNCTION)
+        consumers = [f for f in cloud.of_type(FUNCTION) if f.inputs["name"].endswith("-consumer")]
+        assert not consumers
         assert not cloud.of_type(EVENT_SOURCE_MAPPING)
-        assert not cloud.of_type(REPOSITORY_POLICY)
+        # Only the webhook function pulls an image: ingest's.
+        [pull] = cloud.of_type(REPOSITORY_POLICY)
+        ingest = cloud.by_state(REPOSITORY, "name", f"{deployment.settings.name_prefix}/ingest")
+        assert pull.inputs["repository"] == ingest.id
         ecs_services = {s.inputs["name"] for s in cloud.of_type(ECS_SERVICE)}
         assert {"orders-worker", "files-worker", "notifier-worker"} <= ecs_services
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import pulumi
 import pytest
 
-from eventforge.runtime.settings import SERVICES
-from infra.config import ConfigError, load_settings
+from infra.config import ALL_SERVICES, ConfigError, load_settings
 from tests.infra.conftest import STACKS, Deploy, configure_stack, stack_config
 from tests.infra.graph import ALARM, LOG_GROUP, LOG_METRIC_FILTER, TOPIC
 from tests.infra.log_metrics import count_alarm, count_transformation
 
 OUTBOX_PATTERN = "{ $.outbox_oldest_age_seconds >= 0 }"
 SAGA_PATTERN = '{ $.saga_outcome = "COMPENSATION_FAILED" }'
-PUBLISHERS = ("orders", "files", "notifier")
+PUBLISHERS = ("orders", "files", "notifier", "ingest")
 """Every service publishes its events through an outbox (and runs a relay)."""
 
 
@@ -57,7 +56,7 @@ def test_each_relays_backlog_line_feeds_an_outbox_age_alarm_per_service(
             by_metric.setdefault(transformation["name"], set()).add(
                 metric_filter.inputs["logGroupName"]
             )
-        assert set(PUBLISHERS) <= set(SERVICES)
+        assert set(PUBLISHERS) == set(ALL_SERVICES)
         assert by_metric == {
             f"{service.capitalize()}OutboxOldestAge": _log_groups(
                 stack, prefix, service, ("relay",)

@@ -13,6 +13,7 @@ import pulumi
 import pytest
 
 from eventforge.runtime.settings import SERVICES
+from infra.config import ALL_SERVICES
 from infra.environment import HEALTH_HTTP_PORT, grpc_port
 from tests.infra import cloud as mock_cloud
 from tests.infra.cloud import ACCOUNT
@@ -28,6 +29,7 @@ from tests.infra.graph import (
     ENDPOINT_SERVICE,
     EVENT_SOURCE_MAPPING,
     FUNCTION,
+    HTTP_API,
     LISTENER,
     LOAD_BALANCER,
     NAT_GATEWAY,
@@ -39,7 +41,7 @@ from tests.infra.graph import (
     containers,
 )
 
-COMPUTE = (TASK_DEFINITION, ECS_SERVICE, FUNCTION, EVENT_SOURCE_MAPPING, SCALING_TARGET)
+COMPUTE = (TASK_DEFINITION, ECS_SERVICE, FUNCTION, EVENT_SOURCE_MAPPING, SCALING_TARGET, HTTP_API)
 
 
 IMAGE = re.compile(r"[0-9]{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com/[^\"\\\s]+")
@@ -64,10 +66,11 @@ def test_the_backbone_phase_creates_the_repositories_and_nothing_that_runs_an_im
             assert not cloud.of_type(token), token
         assert not [r.name for r in cloud.records if _image_references(r.inputs)]
         repositories = {r.inputs["name"] for r in cloud.of_type(REPOSITORY)}
-        assert repositories == {f"{deployment.settings.name_prefix}/{s}" for s in SERVICES}
+        assert repositories == {f"{deployment.settings.name_prefix}/{s}" for s in ALL_SERVICES}
         assert cloud.of_type(DB)
         assert values["phase"] == "backbone"
-        assert set(values["repositoryUrls"]) == set(SERVICES)
+        assert set(values["repositoryUrls"]) == set(ALL_SERVICES)
+        assert values["ingestUrl"] is None
 
     settled = deployment.settled(lambda: None)
     return pulumi.Output.all(settled, outputs).apply(lambda both: check(both[1]))

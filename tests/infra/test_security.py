@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from eventforge.runtime.settings import SERVICES
 from infra.components.certificates import tls_secret_name
 from infra.iam import EVERY_RESOURCE, Grant
 from infra.policy_exceptions import KEY_POLICY_ADMIN_ACTION, WILDCARD_RESOURCE_ACTIONS
@@ -33,6 +34,7 @@ from tests.infra.graph import (
     QUEUE,
     QUEUE_POLICY,
     ROLE,
+    SCHEDULE_GROUP,
     SECRET,
     SECRET_VERSION,
     SELF_SIGNED,
@@ -46,7 +48,7 @@ from tests.infra.graph import (
     statements,
 )
 
-SECRET_LIKE = re.compile(r"password|passwd|secret(?!_?arn)|private.?key|token", re.IGNORECASE)
+SECRET_LIKE = re.compile(r"password|passwd|secret(?!s?_?arn)|private.?key|token", re.IGNORECASE)
 """Names of values that would hold a secret itself (a secret's ARN is fine)."""
 
 
@@ -223,13 +225,25 @@ def test_no_grant_uses_a_wildcard_outside_the_justified_list_and_roles_trust_one
             if statement.principal == "*" or statement.principal == {"AWS": "*"}:
                 raise AssertionError(f"{where} allows everyone")
         assert all(reason.strip() for reason in WILDCARD_RESOURCE_ACTIONS.values())
+        [group] = cloud.of_type(SCHEDULE_GROUP)
         for role in cloud.of_type(ROLE):
             [trust] = role.json("assumeRolePolicy")["Statement"]
             principal = trust["Principal"]["Service"]
-            assert principal in ("ecs-tasks.amazonaws.com", "lambda.amazonaws.com")
+            assert principal in (
+                "ecs-tasks.amazonaws.com",
+                "lambda.amazonaws.com",
+                "scheduler.amazonaws.com",
+            )
             assert trust["Action"] == "sts:AssumeRole"
             if principal == "ecs-tasks.amazonaws.com":
                 assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+            if principal == "scheduler.amazonaws.com":
+                assert trust["Condition"] == {
+                    "StringEquals": {
+                        "aws:SourceAccount": ACCOUNT,
+                        "aws:SourceArn": group.state["arn"],
+                    }
+                }
 
     return deployment.settled(check)
 
@@ -257,11 +271,15 @@ def test_no_password_is_an_input_an_environment_variable_or_an_output(
             for each in containers(task):
                 assert not [k for k in environment(each) if SECRET_LIKE.search(k)], task.name
                 assert "PRIVATE KEY" not in json.dumps(environment(each)), task.name
-            tls = cloud.by_state(SECRET, "name", tls_secret_name(prefix, service))
-            # The master password reaches the one-shot migration container only.
-            assert definition["secrets"] == [
-                {"name": "EVENTFORGE_TLS_BUNDLE", "valueFrom": tls.state["arn"]}
-            ]
+            # The master password reaches the one-shot migration container only; a gRPC
+            # service's gets its certificate, ingest's (no gRPC) nothing.
+            if service in SERVICES:
+                tls = cloud.by_state(SECRET, "name", tls_secret_name(prefix, service))
+                assert definition["secrets"] == [
+                    {"name": "EVENTFORGE_TLS_BUNDLE", "valueFrom": tls.state["arn"]}
+                ]
+            else:
+                assert "secrets" not in definition
             assert migrate_container(task)["secrets"] == [
                 {"name": "PGPASSWORD", "valueFrom": password}
             ]

@@ -14,6 +14,7 @@ from eventforge.runtime.settings import SERVICES
 from eventforge.topology import TOPOLOGY
 from infra.components.network import INTERFACE_ENDPOINTS
 from infra.components.process import health_check_command
+from infra.config import ALL_SERVICES
 from infra.environment import HEALTH_HTTP_PORT, grpc_port
 from infra.program import service_roles
 from tests.infra.cloud import ACCOUNT
@@ -49,7 +50,7 @@ def test_each_process_runs_its_role_from_its_service_image_with_the_runtime_sett
 
     def check() -> None:
         [database] = cloud.of_type(DB)
-        for service in SERVICES:
+        for service in ALL_SERVICES:
             repository = cloud.by_state(REPOSITORY, "name", f"{prefix}/{service}")
             assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
             assert repository.inputs["imageScanningConfiguration"] == {"scanOnPush": True}
@@ -153,20 +154,24 @@ def test_apis_scale_on_cpu_and_workers_on_the_depth_of_their_queues(
         targets = {
             t.inputs["resourceId"].rsplit("/", 1)[1]: t for t in cloud.of_type(SCALING_TARGET)
         }
-        assert set(targets) == {f"{s}-{r}" for s in SERVICES for r in ("api", "worker")}
+        assert set(targets) == {
+            *(f"{s}-{r}" for s in SERVICES for r in ("api", "worker")),
+            "ingest-worker",  # no API: it answers HTTP with a function
+        }
         for process, target in targets.items():
             role = process.rsplit("-", 1)[1]
             assert target.inputs["minCapacity"] == roles[role].desired_count
             assert target.inputs["maxCapacity"] == roles[role].max_count
         policies = cloud.of_type(SCALING_POLICY)
-        for service in SERVICES:
-            resource_id = targets[f"{service}-api"].inputs["resourceId"]
-            [cpu] = [p for p in policies if p.inputs["resourceId"] == resource_id]
-            tracking = cpu.inputs["targetTrackingScalingPolicyConfiguration"]
-            assert tracking["predefinedMetricSpecification"] == {
-                "predefinedMetricType": "ECSServiceAverageCPUUtilization"
-            }
-            assert tracking["targetValue"] == roles["api"].scaling_target
+        for service in ALL_SERVICES:
+            if service in SERVICES:
+                resource_id = targets[f"{service}-api"].inputs["resourceId"]
+                [cpu] = [p for p in policies if p.inputs["resourceId"] == resource_id]
+                tracking = cpu.inputs["targetTrackingScalingPolicyConfiguration"]
+                assert tracking["predefinedMetricSpecification"] == {
+                    "predefinedMetricType": "ECSServiceAverageCPUUtilization"
+                }
+                assert tracking["targetValue"] == roles["api"].scaling_target
             resource_id = targets[f"{service}-worker"].inputs["resourceId"]
             depth = [p for p in policies if p.inputs["resourceId"] == resource_id]
             queues = {
@@ -216,7 +221,9 @@ def test_dev_tasks_reach_out_through_public_ips_and_admit_nothing_from_outside(
 
     def check() -> None:
         assert not cloud.of_type(NAT_GATEWAY)
-        assert [e.inputs["vpcEndpointType"] for e in cloud.of_type(VPC_ENDPOINT)] == ["Gateway"]
+        # Only the webhook function's Secrets Manager endpoint (tested with the function).
+        kinds = sorted(e.inputs["vpcEndpointType"] for e in cloud.of_type(VPC_ENDPOINT))
+        assert kinds == ["Gateway", "Interface"]
         public = {s.id for s in cloud.of_type(SUBNET) if "public" in s.name}
         for service in cloud.of_type(ECS_SERVICE):
             network = service.inputs["networkConfiguration"]

@@ -96,7 +96,10 @@ def test_database_network_sizes_retention_and_thresholds_follow_the_stack_config
             assert int(task.inputs["memory"]) == settings.roles[role].memory
             variables = environment(container(task))
             clients = variables.get("EVENTFORGE_AUTHZ_CLIENTS")
-            assert clients == (",".join(settings.grpc_clients) if settings.grpc_mtls else None)
+            # Only gRPC services authorize clients: ingest answers HTTP.
+            grpc = variables["OTEL_SERVICE_NAME"].removeprefix("eventforge-") in SERVICES
+            wanted = ",".join(settings.grpc_clients) if settings.grpc_mtls and grpc else None
+            assert clients == wanted
         certified = {
             c.name.removeprefix("grpc-tls-").removesuffix("-cert")
             for c in cloud.of_type(CERTIFICATE)
@@ -180,8 +183,9 @@ def test_every_grpc_client_of_the_stack_gets_a_certificate_in_its_own_secret(
         expected = {f"{prefix}/grpc-tls/{n}" for n in (*SERVICES, "operator", "billing")}
         assert expected <= names
         for task in deployment.cloud.of_type(TASK_DEFINITION):
-            clients = environment(container(task))["EVENTFORGE_AUTHZ_CLIENTS"]
-            assert clients == "operator,billing"
+            variables = environment(container(task))
+            if variables["OTEL_SERVICE_NAME"] != "eventforge-ingest":
+                assert variables["EVENTFORGE_AUTHZ_CLIENTS"] == "operator,billing"
 
     return deployment.settled(check)
 

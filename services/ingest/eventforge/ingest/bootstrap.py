@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
@@ -79,10 +80,19 @@ def source_secrets(settings: Settings, sources: dict[str, Source]) -> dict[str, 
                 "(or EVENTFORGE_INGEST_SECRETS_ARN, the Secrets Manager secret holding them)"
             )
         return {name: (secret,) for name, secret in LOCAL_SECRETS.items()}
-    secrets = _parse(settings.ingest_secrets.get_secret_value())
+    return checked_secrets(settings.ingest_secrets.get_secret_value(), sources, local=local)
+
+
+def checked_secrets(
+    raw: str, sources: Mapping[str, Source], *, local: bool
+) -> dict[str, tuple[str, ...]]:
+    """The secrets JSON `raw` parsed and checked: exactly the declared sources, and (`local`
+    False: real AWS) none a development secret or shorter than MIN_SECRET_LENGTH. The Pulumi
+    program checks its `ingestSecrets` with it too. No message quotes a secret."""
+    secrets = _parse(raw)
     if set(secrets) != set(sources):
         raise SecretsError(
-            f"EVENTFORGE_INGEST_SECRETS names {sorted(secrets)}; the declared sources are "
+            f"the secrets name the sources {sorted(secrets)}; the declared sources are "
             f"{sorted(sources)}"
         )
     if not local:
@@ -96,7 +106,7 @@ def source_secrets(settings: Settings, sources: dict[str, Source]) -> dict[str, 
 
 
 def _parse(raw: str) -> dict[str, tuple[str, ...]]:
-    problem = 'EVENTFORGE_INGEST_SECRETS must be JSON {"<source>": "<secret>" or ["<secret>", ...]}'
+    problem = 'the secrets must be JSON {"<source>": "<secret>" or ["<secret>", ...]}'
     try:
         document = json.loads(raw)
     except ValueError:
