@@ -89,7 +89,13 @@ def pending_order(stub: orders_pb2_grpc.OrdersServiceStub, db: sa.Engine) -> tup
         return order.status == Status.ORDER_STATUS_PAYMENT_PENDING
 
     eventually(waiting, timeout=30, what="the order to wait on its payment")
-    return order_id, scalar(db, "SELECT payment_id FROM orders WHERE order_id = :o", o=order_id)
+    order = stub.GetOrder(orders_pb2.GetOrderRequest(order_id=order_id), timeout=5).order
+    # GetOrder names the charge the provider's webhooks will name.
+    assert order.payment_id.startswith("pay_")
+    assert order.payment_id == scalar(
+        db, "SELECT payment_id FROM orders WHERE order_id = :o", o=order_id
+    )
+    return order_id, order.payment_id
 
 
 def scalar(db: sa.Engine, sql: str, **params: object) -> str:

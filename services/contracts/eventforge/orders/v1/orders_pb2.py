@@ -26,39 +26,39 @@ from eventforge.common.v1 import money_pb2 as eventforge_dot_common_dot_v1_dot_m
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!eventforge/orders/v1/orders.proto\x12\x14\x65ventforge.orders.v1\x1a eventforge/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x02\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32!.eventforge.orders.v1.OrderStatus\x12-\n\x05items\x18\x05 \x03(\x0b\x32\x1e.eventforge.common.v1.LineItem\x12*\n\x05total\x18\x06 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\x12\x16\n\x0e\x66\x61ilure_reason\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"b\n\x10OrderLineRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12/\n\nunit_price\x18\x03 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\"\xba\x01\n\x12\x43reateOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12\x35\n\x05items\x18\x04 \x03(\x0b\x32&.eventforge.orders.v1.OrderLineRequest\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x15\n\rpayment_token\x18\x06 \x01(\t\"A\n\x13\x43reateOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x1b.eventforge.orders.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\">\n\x10GetOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x1b.eventforge.orders.v1.Order\"O\n\x11ListOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x12ListOrdersResponse\x12+\n\x06orders\x18\x01 \x03(\x0b\x32\x1b.eventforge.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x13\x43\x61ncelOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x1b.eventforge.orders.v1.Order\"(\n\x14GetReceiptUrlRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"f\n\x15GetReceiptUrlResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t*\xc4\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12#\n\x1fORDER_STATUS_INVENTORY_RESERVED\x10\x02\x12 \n\x1cORDER_STATUS_PAYMENT_CHARGED\x10\x03\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x04\x12\x1d\n\x19ORDER_STATUS_COMPENSATING\x10\x05\x12\x17\n\x13ORDER_STATUS_FAILED\x10\x06\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x07\x12$\n ORDER_STATUS_COMPENSATION_FAILED\x10\x08\x12 \n\x1cORDER_STATUS_PAYMENT_PENDING\x10\t2\xfd\x03\n\rOrdersService\x12\x62\n\x0b\x43reateOrder\x12(.eventforge.orders.v1.CreateOrderRequest\x1a).eventforge.orders.v1.CreateOrderResponse\x12Y\n\x08GetOrder\x12%.eventforge.orders.v1.GetOrderRequest\x1a&.eventforge.orders.v1.GetOrderResponse\x12_\n\nListOrders\x12\'.eventforge.orders.v1.ListOrdersRequest\x1a(.eventforge.orders.v1.ListOrdersResponse\x12\x62\n\x0b\x43\x61ncelOrder\x12(.eventforge.orders.v1.CancelOrderRequest\x1a).eventforge.orders.v1.CancelOrderResponse\x12h\n\rGetReceiptUrl\x12*.eventforge.orders.v1.GetReceiptUrlRequest\x1a+.eventforge.orders.v1.GetReceiptUrlResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!eventforge/orders/v1/orders.proto\x12\x14\x65ventforge.orders.v1\x1a eventforge/common/v1/money.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x02\n\x05Order\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12\x31\n\x06status\x18\x04 \x01(\x0e\x32!.eventforge.orders.v1.OrderStatus\x12-\n\x05items\x18\x05 \x03(\x0b\x32\x1e.eventforge.common.v1.LineItem\x12*\n\x05total\x18\x06 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\x12\x16\n\x0e\x66\x61ilure_reason\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npayment_id\x18\n \x01(\t\"b\n\x10OrderLineRequest\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x10\n\x08quantity\x18\x02 \x01(\x05\x12/\n\nunit_price\x18\x03 \x01(\x0b\x32\x1b.eventforge.common.v1.Money\"\xba\x01\n\x12\x43reateOrderRequest\x12\x17\n\x0fidempotency_key\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63ustomer_email\x18\x03 \x01(\t\x12\x35\n\x05items\x18\x04 \x03(\x0b\x32&.eventforge.orders.v1.OrderLineRequest\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x15\n\rpayment_token\x18\x06 \x01(\t\"A\n\x13\x43reateOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x1b.eventforge.orders.v1.Order\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\">\n\x10GetOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x1b.eventforge.orders.v1.Order\"O\n\x11ListOrdersRequest\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Z\n\x12ListOrdersResponse\x12+\n\x06orders\x18\x01 \x03(\x0b\x32\x1b.eventforge.orders.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"6\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x13\x43\x61ncelOrderResponse\x12*\n\x05order\x18\x01 \x01(\x0b\x32\x1b.eventforge.orders.v1.Order\"(\n\x14GetReceiptUrlRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"f\n\x15GetReceiptUrlResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66ile_id\x18\x03 \x01(\t*\xc4\x02\n\x0bOrderStatus\x12\x1c\n\x18ORDER_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14ORDER_STATUS_PENDING\x10\x01\x12#\n\x1fORDER_STATUS_INVENTORY_RESERVED\x10\x02\x12 \n\x1cORDER_STATUS_PAYMENT_CHARGED\x10\x03\x12\x1a\n\x16ORDER_STATUS_CONFIRMED\x10\x04\x12\x1d\n\x19ORDER_STATUS_COMPENSATING\x10\x05\x12\x17\n\x13ORDER_STATUS_FAILED\x10\x06\x12\x1a\n\x16ORDER_STATUS_CANCELLED\x10\x07\x12$\n ORDER_STATUS_COMPENSATION_FAILED\x10\x08\x12 \n\x1cORDER_STATUS_PAYMENT_PENDING\x10\t2\xfd\x03\n\rOrdersService\x12\x62\n\x0b\x43reateOrder\x12(.eventforge.orders.v1.CreateOrderRequest\x1a).eventforge.orders.v1.CreateOrderResponse\x12Y\n\x08GetOrder\x12%.eventforge.orders.v1.GetOrderRequest\x1a&.eventforge.orders.v1.GetOrderResponse\x12_\n\nListOrders\x12\'.eventforge.orders.v1.ListOrdersRequest\x1a(.eventforge.orders.v1.ListOrdersResponse\x12\x62\n\x0b\x43\x61ncelOrder\x12(.eventforge.orders.v1.CancelOrderRequest\x1a).eventforge.orders.v1.CancelOrderResponse\x12h\n\rGetReceiptUrl\x12*.eventforge.orders.v1.GetReceiptUrlRequest\x1a+.eventforge.orders.v1.GetReceiptUrlResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'eventforge.orders.v1.orders_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ORDERSTATUS']._serialized_start=1363
-  _globals['_ORDERSTATUS']._serialized_end=1687
+  _globals['_ORDERSTATUS']._serialized_start=1383
+  _globals['_ORDERSTATUS']._serialized_end=1707
   _globals['_ORDER']._serialized_start=127
-  _globals['_ORDER']._serialized_end=461
-  _globals['_ORDERLINEREQUEST']._serialized_start=463
-  _globals['_ORDERLINEREQUEST']._serialized_end=561
-  _globals['_CREATEORDERREQUEST']._serialized_start=564
-  _globals['_CREATEORDERREQUEST']._serialized_end=750
-  _globals['_CREATEORDERRESPONSE']._serialized_start=752
-  _globals['_CREATEORDERRESPONSE']._serialized_end=817
-  _globals['_GETORDERREQUEST']._serialized_start=819
-  _globals['_GETORDERREQUEST']._serialized_end=854
-  _globals['_GETORDERRESPONSE']._serialized_start=856
-  _globals['_GETORDERRESPONSE']._serialized_end=918
-  _globals['_LISTORDERSREQUEST']._serialized_start=920
-  _globals['_LISTORDERSREQUEST']._serialized_end=999
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1001
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1091
-  _globals['_CANCELORDERREQUEST']._serialized_start=1093
-  _globals['_CANCELORDERREQUEST']._serialized_end=1147
-  _globals['_CANCELORDERRESPONSE']._serialized_start=1149
-  _globals['_CANCELORDERRESPONSE']._serialized_end=1214
-  _globals['_GETRECEIPTURLREQUEST']._serialized_start=1216
-  _globals['_GETRECEIPTURLREQUEST']._serialized_end=1256
-  _globals['_GETRECEIPTURLRESPONSE']._serialized_start=1258
-  _globals['_GETRECEIPTURLRESPONSE']._serialized_end=1360
-  _globals['_ORDERSSERVICE']._serialized_start=1690
-  _globals['_ORDERSSERVICE']._serialized_end=2199
+  _globals['_ORDER']._serialized_end=481
+  _globals['_ORDERLINEREQUEST']._serialized_start=483
+  _globals['_ORDERLINEREQUEST']._serialized_end=581
+  _globals['_CREATEORDERREQUEST']._serialized_start=584
+  _globals['_CREATEORDERREQUEST']._serialized_end=770
+  _globals['_CREATEORDERRESPONSE']._serialized_start=772
+  _globals['_CREATEORDERRESPONSE']._serialized_end=837
+  _globals['_GETORDERREQUEST']._serialized_start=839
+  _globals['_GETORDERREQUEST']._serialized_end=874
+  _globals['_GETORDERRESPONSE']._serialized_start=876
+  _globals['_GETORDERRESPONSE']._serialized_end=938
+  _globals['_LISTORDERSREQUEST']._serialized_start=940
+  _globals['_LISTORDERSREQUEST']._serialized_end=1019
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1021
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1111
+  _globals['_CANCELORDERREQUEST']._serialized_start=1113
+  _globals['_CANCELORDERREQUEST']._serialized_end=1167
+  _globals['_CANCELORDERRESPONSE']._serialized_start=1169
+  _globals['_CANCELORDERRESPONSE']._serialized_end=1234
+  _globals['_GETRECEIPTURLREQUEST']._serialized_start=1236
+  _globals['_GETRECEIPTURLREQUEST']._serialized_end=1276
+  _globals['_GETRECEIPTURLRESPONSE']._serialized_start=1278
+  _globals['_GETRECEIPTURLRESPONSE']._serialized_end=1380
+  _globals['_ORDERSSERVICE']._serialized_start=1710
+  _globals['_ORDERSSERVICE']._serialized_end=2219
 # @@protoc_insertion_point(module_scope)

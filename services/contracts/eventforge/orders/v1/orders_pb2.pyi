@@ -90,6 +90,7 @@ class Order(_message.Message):
     FAILURE_REASON_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    PAYMENT_ID_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
     customer_id: _builtins.str
     customer_email: _builtins.str
@@ -97,6 +98,10 @@ class Order(_message.Message):
     status: Global___OrderStatus.ValueType
     failure_reason: _builtins.str
     """Why the order failed or was cancelled; empty otherwise."""
+    payment_id: _builtins.str
+    """The payment provider's id of the order's charge, once it is charged or pending (what the
+    provider's webhooks name); empty before that, and after the provider refused the payment.
+    """
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[_money_pb2.LineItem]: ...
     @_builtins.property
@@ -119,10 +124,11 @@ class Order(_message.Message):
         failure_reason: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
+        payment_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "customer_email", b"customer_email", "customer_id", b"customer_id", "failure_reason", b"failure_reason", "items", b"items", "order_id", b"order_id", "status", b"status", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "customer_email", b"customer_email", "customer_id", b"customer_id", "failure_reason", b"failure_reason", "items", b"items", "order_id", b"order_id", "payment_id", b"payment_id", "status", b"status", "total", b"total", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

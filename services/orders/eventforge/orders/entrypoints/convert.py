@@ -42,6 +42,7 @@ def order_proto(order: Order) -> orders_pb2.Order:
         items=line_items(order),
         total=money(order.total_minor, order.currency),
         failure_reason=order.failure_reason,
+        payment_id=order.payment_id,
     )
     message.create_time.FromDatetime(order.created_at)
     message.update_time.FromDatetime(order.updated_at)
