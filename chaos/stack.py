@@ -24,7 +24,7 @@ from eventforge.cli.supervisor import Child, Supervisor, python_command
 from eventforge.runtime.emulator import Emulator, free_port
 from eventforge.runtime.migrations import migrate
 from eventforge.runtime.provision import provision
-from eventforge.runtime.settings import SERVICES, ServiceName, Settings
+from eventforge.runtime.settings import ALL_SERVICES, SERVICES, ServiceName, Settings
 from eventforge.topology import TOPOLOGY
 
 PREFIX = "chaos"
@@ -70,7 +70,7 @@ class Stack:
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
-        addresses = {service: f"127.0.0.1:{free_port()}" for service in SERVICES}
+        addresses = {service: f"127.0.0.1:{free_port()}" for service in ALL_SERVICES}
         # The stack's own view: the database through the proxy.
         self.settings = Settings(
             database_url=proxied_database_url,
@@ -80,6 +80,7 @@ class Stack:
             orders_addr=addresses["orders"],
             files_addr=addresses["files"],
             notifier_addr=addresses["notifier"],
+            ingest_addr=addresses["ingest"],
             health_probe_seconds=0.5,
             worker_wait_seconds=worker_wait_seconds,
             notifier_webhook_allowed_hosts=webhook_hosts,
@@ -99,6 +100,7 @@ class Stack:
                 "EVENTFORGE_ORDERS_ADDR": addresses["orders"],
                 "EVENTFORGE_FILES_ADDR": addresses["files"],
                 "EVENTFORGE_NOTIFIER_ADDR": addresses["notifier"],
+                "EVENTFORGE_INGEST_ADDR": addresses["ingest"],
                 "EVENTFORGE_HEALTH_PROBE_SECONDS": "0.5",
                 "EVENTFORGE_WORKER_WAIT_SECONDS": str(worker_wait_seconds),
                 "EVENTFORGE_NOTIFIER_WEBHOOK_ALLOWED_HOSTS": webhook_hosts,
@@ -131,9 +133,11 @@ class Stack:
         started = time.monotonic()
         provision(self.settings, TOPOLOGY)
         direct = self.settings.model_copy(update={"database_url": self.direct_database_url})
-        for service in SERVICES:
+        # Every service, as `eventforge up` runs them: ingest's worker consumes its jobs queue,
+        # which the poison reaches like every other.
+        for service in ALL_SERVICES:
             migrate(direct, service)
-        for service in SERVICES:
+        for service in ALL_SERVICES:
             for role in roles_of(service):
                 name = f"{service}-{role}"
                 self.supervisor.spawn(

@@ -331,7 +331,11 @@ def build(settings: StackSettings, topology: Topology = TOPOLOGY) -> StackOutput
                 ),
                 listener=None if ingress is None or not grpc else ingress.listeners[service],
                 webhooks=(
-                    Webhooks(secrets_arn=webhook_secrets.arn, settings=settings.ingest)
+                    Webhooks(
+                        secrets_arn=webhook_secrets.arn,
+                        settings=settings.ingest,
+                        alerts_topic_arn=alerts.arn,
+                    )
                     if service == WEBHOOK_SERVICE
                     else None
                 ),

@@ -39,6 +39,8 @@ class Webhooks:
     """A service that answers inbound webhooks over HTTP: its secrets and its limits."""
 
     secrets_arn: pulumi.Input[str]
+    alerts_topic_arn: pulumi.Input[str]
+    """Notified when the function fails or the API answers 5xx."""
     settings: IngestSettings
 
 
@@ -208,6 +210,7 @@ class Service(pulumi.ComponentResource):
                         environment=args.environment_of("lambda-http"),
                         secrets_arn=args.webhooks.secrets_arn,
                         settings=args.webhooks.settings,
+                        alerts_topic_arn=args.webhooks.alerts_topic_arn,
                     ),
                     opts=pulumi.ResourceOptions(parent=self, depends_on=ready),
                 )

@@ -28,6 +28,10 @@ TIMEOUT_SECONDS = 15
 """The function's timeout: below the HTTP API's 30 s integration limit, so a slow database
 ends in the function's own error, logged, rather than a gateway timeout."""
 DEFAULT_STAGE = "$default"
+ALARM_PERIOD_SECONDS = 60
+ALARM_PERIODS = 5
+"""A failure in any of the last five minutes raises the alarm; it clears five minutes after the
+last one."""
 ACCESS_LOG_FORMAT = json.dumps(
     {
         "requestId": "$context.requestId",
@@ -59,6 +63,7 @@ class WebhookApiArgs:
     environment: Mapping[str, pulumi.Input[str]]
     secrets_arn: pulumi.Input[str]
     settings: IngestSettings
+    alerts_topic_arn: pulumi.Input[str]
 
 
 class WebhookApi(pulumi.ComponentResource):
@@ -152,12 +157,76 @@ class WebhookApi(pulumi.ComponentResource):
             source_arn=pulumi.Output.concat(api.execution_arn, route_source_arn_suffix()),
             opts=child,
         )
+        function_failures = {
+            "errors": "failed (an exception, a timeout)",
+            "throttles": "was throttled beyond its reserved concurrency",
+        }
+        for key, what in function_failures.items():
+            _alarm(
+                f"{name}-function-{key}",
+                alarm_name=f"{function_name}-{key}",
+                description=(
+                    f"The webhook function {function_name} {what}: its senders got a 5xx and "
+                    "will retry; its logs say why."
+                ),
+                namespace="AWS/Lambda",
+                metric=key.capitalize(),
+                dimensions={"FunctionName": function.name},
+                alerts_topic_arn=args.alerts_topic_arn,
+                parent=self,
+            )
+        _alarm(
+            f"{name}-api-5xx",
+            alarm_name=f"{function_name}-api-5xx",
+            description=(
+                f"The webhook API of {args.resources.service} answered 5xx: the function failed, "
+                "timed out or was throttled (the access log's integrationError says which)."
+            ),
+            namespace="AWS/ApiGateway",
+            metric="5xx",
+            dimensions={"ApiId": api.id, "Stage": DEFAULT_STAGE},
+            alerts_topic_arn=args.alerts_topic_arn,
+            parent=self,
+        )
         self.url = pulumi.Output.concat(api.api_endpoint, WEBHOOK_PATH.rsplit("/", 1)[0])
         self.function_arn = function.arn
         self.api_id = api.id
         self.register_outputs(
             {"url": self.url, "function_arn": self.function_arn, "api_id": self.api_id}
         )
+
+
+def _alarm(
+    resource_name: str,
+    *,
+    alarm_name: str,
+    description: str,
+    namespace: str,
+    metric: str,
+    dimensions: Mapping[str, pulumi.Input[str]],
+    alerts_topic_arn: pulumi.Input[str],
+    parent: pulumi.Resource,
+) -> aws.cloudwatch.MetricAlarm:
+    """Notify the alerts topic when `metric` sums above 0 in any of the last periods; no data
+    is the healthy state (no request, or none failed)."""
+    return aws.cloudwatch.MetricAlarm(
+        resource_name,
+        name=alarm_name,
+        alarm_description=description,
+        namespace=namespace,
+        metric_name=metric,
+        dimensions=dict(dimensions),
+        statistic="Sum",
+        period=ALARM_PERIOD_SECONDS,
+        evaluation_periods=ALARM_PERIODS,
+        datapoints_to_alarm=1,
+        threshold=0,
+        comparison_operator="GreaterThanThreshold",
+        treat_missing_data="notBreaching",
+        alarm_actions=[alerts_topic_arn],
+        ok_actions=[alerts_topic_arn],
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
 
 
 def route_source_arn_suffix() -> str:

@@ -23,6 +23,7 @@ from infra.components.webhooks import (
 from infra.config import INGEST_DEFAULTS, ConfigError, load_settings
 from tests.infra.conftest import INGEST_SECRETS, INGEST_SECRETS_KEY, STACKS, Deploy, configure_stack
 from tests.infra.graph import (
+    ALARM,
     API_INTEGRATION,
     API_ROUTE,
     API_STAGE,
@@ -38,6 +39,7 @@ from tests.infra.graph import (
     SECRET_VERSION,
     SUBNET,
     TASK_DEFINITION,
+    TOPIC,
     VPC_ENDPOINT,
     container,
     grants,
@@ -272,3 +274,36 @@ def test_ingest_limits_default_when_the_stack_leaves_them_out() -> None:
 def test_the_functions_handler_is_ingests_lambda_entry_point() -> None:
     module, _, name = WEBHOOK_HANDLER.rpartition(".")
     assert callable(getattr(importlib.import_module(module), name))
+
+
+@pulumi.runtime.test
+def test_the_webhook_door_alarms_on_function_errors_and_api_5xx(
+    deploy: Deploy,
+) -> pulumi.Output[None]:
+    deployment = deploy("staging")
+    cloud = deployment.cloud
+    name = webhook_function_name(deployment.settings.name_prefix, "ingest")
+
+    def check() -> None:
+        alerts = cloud.by_state(TOPIC, "name", f"{deployment.settings.name_prefix}-alerts")
+        function = cloud.by_state(FUNCTION, "name", name)
+        [api] = cloud.of_type(HTTP_API)
+        by_name = {a.inputs["name"]: a.inputs for a in cloud.of_type(ALARM)}
+        watched = {
+            by_name[f"{name}-errors"]["metricName"]: by_name[f"{name}-errors"],
+            by_name[f"{name}-throttles"]["metricName"]: by_name[f"{name}-throttles"],
+            by_name[f"{name}-api-5xx"]["metricName"]: by_name[f"{name}-api-5xx"],
+        }
+        assert {m: (a["namespace"], a["dimensions"]) for m, a in watched.items()} == {
+            "Errors": ("AWS/Lambda", {"FunctionName": function.state["name"]}),
+            "Throttles": ("AWS/Lambda", {"FunctionName": function.state["name"]}),
+            "5xx": ("AWS/ApiGateway", {"ApiId": api.id, "Stage": "$default"}),
+        }
+        for alarm in watched.values():
+            assert alarm["alarmActions"] == alarm["okActions"] == [alerts.state["arn"]]
+            assert (alarm["statistic"], alarm["threshold"]) == ("Sum", 0)
+            assert alarm["comparisonOperator"] == "GreaterThanThreshold"
+            assert (alarm["evaluationPeriods"], alarm["datapointsToAlarm"]) == (5, 1)
+            assert alarm["treatMissingData"] == "notBreaching"
+
+    return deployment.settled(check)
