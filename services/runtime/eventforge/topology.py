@@ -553,7 +553,7 @@ TOPOLOGY = Topology(
             "ingest-retention",
             "rate(1 hour)",
             "ingest",
-            "Delete published outbox rows and provider event ids past their retention.",
+            "Delete inbox entries, published outbox rows and provider event ids past retention.",
         ),
     ),
 )
