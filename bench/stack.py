@@ -163,8 +163,8 @@ def short_name(command: str) -> str:
     if any(name in command for name in ("emulator_server", "ministack_server")):
         return "emulator"
     words = command.split()
-    if words[-1:] == ["dashboard"]:
-        return "dashboard"
+    if words[-1:] in (["dashboard"], ["scheduler"]):
+        return words[-1]
     if "serve" in words:
         at = words.index("serve")
         return "-".join(words[at + 1 :])

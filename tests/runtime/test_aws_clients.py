@@ -10,7 +10,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from eventforge.runtime import aws
-from eventforge.runtime.messaging import relay, worker_process
+from eventforge.runtime.backoff import Backoff
+from eventforge.runtime.messaging import worker_process
 from eventforge.runtime.settings import Settings
 
 
@@ -67,7 +68,7 @@ class _QueuesAppearLater:
 
 
 def test_a_worker_waits_for_its_queues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(relay.Backoff, "next_delay", lambda self: 0.01)
+    monkeypatch.setattr(Backoff, "next_delay", lambda self: 0.01)
     sqs = _QueuesAppearLater()
     queues = worker_process.resolve_queues(
         sqs,  # type: ignore[arg-type]

@@ -8,8 +8,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from eventforge.runtime.emulator import CREDENTIAL
+
+BROKER_ERRORS = (BotoCoreError, ClientError)
+"""What a call to the AWS APIs (or the emulator) raises when it fails: retry with backoff."""
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

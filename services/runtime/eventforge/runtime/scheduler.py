@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eventforge.runtime import aws
-from eventforge.runtime.messaging.relay import BROKER_ERRORS, Backoff
+from eventforge.runtime.aws import BROKER_ERRORS
+from eventforge.runtime.backoff import Backoff
 from eventforge.runtime.schedules import Schedule, format_tick
 from eventforge.runtime.settings import Settings
 from eventforge.topology import TOPOLOGY, Job

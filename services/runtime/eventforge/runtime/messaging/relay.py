@@ -11,7 +11,6 @@ CloudWatch Logs metric filter). Published rows are deleted by the service's rete
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,13 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
 from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy import Engine, bindparam, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
 
+from eventforge.runtime.aws import BROKER_ERRORS
+from eventforge.runtime.backoff import Backoff
 from eventforge.runtime.db import is_postgres
 from eventforge.runtime.messaging.schema import outbox_table as outbox
 from eventforge.runtime.metrics import OUTBOX_SAMPLE_SECONDS, Metrics, process_metrics
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("eventforge.relay")
 
 SNS_BATCH_LIMIT = 10
-BROKER_ERRORS = (BotoCoreError, ClientError)
 
 
 # The relay's statements, built once and executed with parameters.
@@ -204,22 +203,6 @@ class OutboxRelay:
     def backlog_wanted(self) -> bool:
         """Whether a metrics reader collects the outbox gauges."""
         return self.metrics.outbox_backlog.observed
-
-
-class Backoff:
-    """Exponential backoff with full jitter, reset on success."""
-
-    def __init__(self, base: float = 0.5, cap: float = 30.0) -> None:
-        self.base = base
-        self.cap = cap
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        return random.uniform(0, min(self.cap, self.base * 2**self.failures))  # noqa: S311
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 def run_relay(

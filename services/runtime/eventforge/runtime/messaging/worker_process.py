@@ -12,6 +12,8 @@ from opentelemetry import trace
 from sqlalchemy import Engine
 
 from eventforge.runtime import aws
+from eventforge.runtime.aws import BROKER_ERRORS
+from eventforge.runtime.backoff import Backoff
 from eventforge.runtime.db import ping
 from eventforge.runtime.messaging.consumer import (
     Consumer,
@@ -20,7 +22,6 @@ from eventforge.runtime.messaging.consumer import (
     service_queues,
 )
 from eventforge.runtime.messaging.processing import Handler, HandlerRegistry
-from eventforge.runtime.messaging.relay import BROKER_ERRORS, Backoff
 from eventforge.runtime.settings import ServiceName, Settings
 
 if TYPE_CHECKING:
