@@ -20,6 +20,8 @@ from eventforge.orders.service_layer.ports import (
     AsyncOrders,
     Catalog,
     Charge,
+    ChargeState,
+    ChargeStatus,
     IdempotencyKeys,
     IdempotencyRecord,
     OrderRepository,
@@ -262,6 +264,8 @@ class FakeGateway(PaymentGateway):
         self.tokens: dict[str, str] = {}
         self.pending: set[str] = set()
         self.refused: dict[str, str] = {}
+        self.unavailable = False
+        """While True, `charge_status` fails as a provider outage would."""
 
     def charge(
         self, *, idempotency_key: str, order_id: str, amount_minor: int, currency: str, token: str
@@ -290,6 +294,19 @@ class FakeGateway(PaymentGateway):
         self.pending.remove(payment_id)
         if not succeeded:
             self.refused[payment_id] = reason
+
+    def charge_status(self, payment_id: str) -> ChargeStatus:
+        if self.unavailable:
+            raise PaymentUnavailable("the provider does not answer")
+        if payment_id in self.refused:
+            return ChargeStatus(ChargeState.FAILED, self.refused[payment_id])
+        if payment_id in self.pending:
+            return ChargeStatus(ChargeState.PENDING)
+        if payment_id in self.refunds:
+            return ChargeStatus(ChargeState.VOIDED)
+        if payment_id in self.tokens:
+            return ChargeStatus(ChargeState.SETTLED)
+        return ChargeStatus(ChargeState.FAILED, "no such charge")
 
     def find_charge(self, idempotency_key: str) -> str | None:
         found = self.charges.get(idempotency_key)

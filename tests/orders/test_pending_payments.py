@@ -107,6 +107,42 @@ def test_an_overdue_payment_is_voided_released_and_failed() -> None:
     assert uow.types() == ["OrderPlaced", "OrderFailed"]
 
 
+def test_a_charge_settled_without_its_webhook_is_confirmed_at_the_deadline() -> None:
+    uow, gateway, order = waiting()
+    gateway.settle(order.payment_id)  # the provider settled it; its webhook never came
+    assert expire(uow, gateway) == 1
+    confirmed = uow.orders.rows[order.order_id]
+    assert confirmed.status is OrderStatus.CONFIRMED
+    assert gateway.net_charges(order.order_id) == 1
+    assert uow.catalog.stock[BOOK] == 98
+    late = succeeded(uow, gateway, order.payment_id)  # the webhook, after all
+    assert late is not None
+    assert late.status is OrderStatus.CONFIRMED
+    assert uow.types() == ["OrderPlaced", "OrderConfirmed"]
+
+
+def test_a_charge_refused_without_its_webhook_fails_with_the_providers_reason() -> None:
+    uow, gateway, order = waiting()
+    gateway.settle(order.payment_id, succeeded=False, reason="insufficient funds")
+    assert expire(uow, gateway) == 1
+    refused = uow.orders.rows[order.order_id]
+    assert refused.status is OrderStatus.FAILED
+    assert refused.failure_reason == "payment failed: insufficient funds"
+    assert gateway.net_charges(order.order_id) == 0
+    assert uow.catalog.stock[BOOK] == 100
+
+
+def test_an_overdue_payment_waits_while_the_provider_cannot_say_how_it_stands() -> None:
+    uow, gateway, order = waiting()
+    gateway.unavailable = True
+    assert expire(uow, gateway) == 0
+    assert uow.orders.rows[order.order_id].status is OrderStatus.PAYMENT_PENDING
+    assert order.payment_id in gateway.pending  # nothing voided while the answer is unknown
+    gateway.unavailable = False
+    assert expire(uow, gateway) == 1
+    assert uow.orders.rows[order.order_id].failure_reason == PAYMENT_TIMED_OUT
+
+
 def test_recover_stalled_also_expires_overdue_payments() -> None:
     uow, gateway, order = waiting()
     moved = recover_stalled(
@@ -119,10 +155,10 @@ def test_recover_stalled_also_expires_overdue_payments() -> None:
 @pytest.mark.parametrize("end", ["timeout", "cancel"])
 def test_a_success_after_the_order_ended_leaves_it_ended_and_refunded(end: str) -> None:
     uow, gateway, order = waiting()
-    gateway.settle(order.payment_id)  # the provider settled; its webhook is late
     if end == "timeout":
-        expire(uow, gateway)
+        expire(uow, gateway)  # still pending at the provider: voided
     else:
+        gateway.settle(order.payment_id)  # the provider settled; its webhook is late
         handlers.cancel_order(
             command=CancelOrder(order.order_id, "too slow"), uow=uow, gateway=gateway, retry=RETRY
         )
@@ -136,7 +172,6 @@ def test_a_success_after_the_order_ended_leaves_it_ended_and_refunded(end: str) 
 
 def test_a_success_during_compensation_finishes_it_and_refunds_once() -> None:
     uow, gateway, order = waiting()
-    gateway.settle(order.payment_id)
     uow.crash_at = {5}  # 4 timed out; the compensation refunded, then its commit crashed
     with pytest.raises(Crash):
         expire(uow, gateway)

@@ -100,7 +100,8 @@ class Settings(BaseSettings):
         gt=0,
         description='How long an order whose charge the payment provider answered "pending" '
         "waits for the provider's confirmation (payment.succeeded / payment.failed) before the "
-        "order-recovery work voids the charge, releases the stock and fails the order.",
+        "order-recovery work asks the provider how the charge stands: settled confirms the "
+        "order, refused fails it, still pending is voided and the order fails.",
     )
     grpc_max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     grpc_grace_seconds: float = Field(default=5.0, ge=0)

@@ -30,6 +30,8 @@ from sqlalchemy.exc import IntegrityError
 from eventforge.orders.adapters.tables import payment_attempts, payment_charges, payment_refunds
 from eventforge.orders.service_layer.ports import (
     Charge,
+    ChargeState,
+    ChargeStatus,
     PaymentDeclined,
     PaymentGateway,
     PaymentUnavailable,
@@ -154,6 +156,17 @@ class LocalPaymentGateway(PaymentGateway):
                 raise PaymentUnavailable(f"payment provider unavailable (attempt {attempt})")
             return
         raise PaymentDeclined("unknown payment token")
+
+    def charge_status(self, payment_id: str) -> ChargeStatus:
+        with self.engine.connect() as connection:
+            found = connection.execute(
+                sa.select(payment_charges.c.status, payment_charges.c.reason).where(
+                    payment_charges.c.payment_id == payment_id
+                )
+            ).one_or_none()
+        if found is None:
+            return ChargeStatus(ChargeState.FAILED, "no such charge")
+        return ChargeStatus(ChargeState(found.status), found.reason or "")
 
     def find_charge(self, idempotency_key: str) -> str | None:
         found = self._charge_under(idempotency_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -132,6 +133,25 @@ class Charge:
     pending: bool = False
 
 
+class ChargeState(enum.Enum):
+    """Where the provider has a charge now."""
+
+    PENDING = "pending"
+    SETTLED = "settled"
+    FAILED = "failed"
+    """Refused: no money was taken."""
+    VOIDED = "voided"
+    """Cancelled while pending: it will never settle."""
+
+
+@dataclass(frozen=True)
+class ChargeStatus:
+    """A charge as the provider reports it, with the reason of a refusal."""
+
+    state: ChargeState
+    reason: str = ""
+
+
 class PaymentGateway(abc.ABC):
     @abc.abstractmethod
     def charge(
@@ -143,6 +163,11 @@ class PaymentGateway(abc.ABC):
     def find_charge(self, idempotency_key: str) -> str | None:
         """The payment id of a charge made under this key that took or may take money (settled
         or pending, not refused), if any: to settle an unrecorded charge."""
+
+    @abc.abstractmethod
+    def charge_status(self, payment_id: str) -> ChargeStatus:
+        """The charge as the provider has it now, whatever its webhooks said or failed to say
+        (an unknown id is FAILED); raises PaymentUnavailable."""
 
     @abc.abstractmethod
     def refund(self, *, idempotency_key: str, payment_id: str) -> None:
