@@ -50,10 +50,13 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
+from typing import TYPE_CHECKING
 
-import grpc
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+
+if TYPE_CHECKING:
+    import grpc
 
 METER_NAME = "eventforge"
 
@@ -217,6 +220,10 @@ class Metrics:
         attributes = self._rpc_attributes.get(key)
         if attributes is None:
             service, _, name = method.lstrip("/").rpartition("/")
+            # Loaded already by whoever answers or makes a call: a process without gRPC (ingest,
+            # the scheduler) never imports it.
+            import grpc
+
             status = code or grpc.StatusCode.UNKNOWN
             attributes = {
                 "rpc.system": "grpc",

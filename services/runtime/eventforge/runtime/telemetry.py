@@ -44,16 +44,12 @@ import weakref
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
-import grpc  # type: ignore[import-untyped, unused-ignore]
 from opentelemetry import metrics, propagate, trace
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.environment_variables import OTEL_PROPAGATORS
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
-from opentelemetry.instrumentation.grpc import client_interceptor
-from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.processor.baggage import BaggageSpanProcessor
 from opentelemetry.propagators.composite import CompositePropagator
@@ -75,6 +71,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    import grpc  # type: ignore[import-untyped, unused-ignore]
 
 from eventforge.runtime.context import REQUEST_ID_KEY
 from eventforge.runtime.settings import Settings
@@ -279,6 +278,9 @@ def configure_telemetry(
     if os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) or os.environ.get(
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
     ):
+        # Imported here: with grpc, it would weigh on every process that exports no spans.
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     # Shut down by Telemetry.shutdown, not at exit: the SDK warns about a second shutdown.
     meter_provider = MeterProvider(
@@ -405,8 +407,11 @@ def grpc_client_interceptor(*, tracer_provider: trace.TracerProvider | None = No
     """The OpenTelemetry client interceptor, for `grpcext.intercept_channel` only.
 
     It is not a `grpc.*ClientInterceptor`: `grpc.intercept_channel` rejects it with a
-    TypeError. Use `instrument_channel`.
+    TypeError. Use `instrument_channel`. Imported on first use: processes without a gRPC client
+    (ingest, the scheduler) never load grpc.
     """
+    from opentelemetry.instrumentation.grpc import client_interceptor
+
     return client_interceptor(tracer_provider=tracer_provider)  # type: ignore[no-untyped-call]
 
 
@@ -414,6 +419,8 @@ def instrument_channel(
     channel: grpc.Channel, *, tracer_provider: trace.TracerProvider | None = None
 ) -> grpc.Channel:
     """`channel` with a client span per call and the trace context and baggage in its metadata."""
+    from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
     interceptor = grpc_client_interceptor(tracer_provider=tracer_provider)
     traced: grpc.Channel = intercept_channel(channel, interceptor)  # type: ignore[no-untyped-call]
     return traced
