@@ -241,13 +241,14 @@ def write_spans(path: Path, records: list[SpanRecord], *, unfinished: str = "") 
 @pytest.fixture
 def dashboard_settings(tmp_path: Path) -> Settings:
     """Settings of a stack that is not running: nothing listens on its addresses."""
-    dead = [free_port() for _ in range(4)]
+    dead = [free_port() for _ in range(5)]
     return Settings(
         data_dir=tmp_path,
         aws_endpoint_url=f"http://127.0.0.1:{dead[0]}",
         orders_addr=f"127.0.0.1:{dead[1]}",
         files_addr=f"127.0.0.1:{dead[2]}",
         notifier_addr=f"127.0.0.1:{dead[3]}",
+        ingest_addr=f"127.0.0.1:{dead[4]}",
     )
 
 

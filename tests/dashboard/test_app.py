@@ -450,7 +450,7 @@ def test_outbox_backlog_per_service_without_creating_databases(
 
 def test_health_and_queues_say_what_is_unreachable(client: TestClient) -> None:
     health = client.get("/api/health").json()
-    assert [h["service"] for h in health] == ["orders", "files", "notifier"]
+    assert [h["service"] for h in health] == ["orders", "files", "notifier", "ingest"]
     assert {h["status"] for h in health} == {"UNAVAILABLE"}
     assert client.get("/api/queues").json()["error"]
     page = client.get("/")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eventforge.runtime.settings import SERVICES, ServiceName, Settings
+from eventforge.runtime.settings import ALL_SERVICES, SERVICES, ServiceName, Settings
 
 if TYPE_CHECKING:
     import grpc
@@ -44,18 +44,24 @@ _SERVICE_NAMES = {
 
 @dataclass(frozen=True)
 class Health:
-    """One service's health as its gRPC health service reports it."""
+    """One service's health as its gRPC health service (ingest: its `GET /healthz`) reports it."""
 
     service: ServiceName
     address: str
     status: str
-    """SERVING, NOT_SERVING, UNKNOWN, SERVICE_UNKNOWN, or the gRPC code of a failed check."""
+    """SERVING, NOT_SERVING, UNKNOWN, SERVICE_UNKNOWN, or the gRPC code of a failed check
+    (UNAVAILABLE, too, for an HTTP API that does not answer)."""
     latency_ms: float | None
     detail: str = ""
 
     @property
     def serving(self) -> bool:
         return self.status == "SERVING"
+
+    @property
+    def url(self) -> str:
+        """The API's address with its scheme: `grpc://…`, or `http://…` for ingest's."""
+        return f"{'grpc' if self.service in SERVICES else 'http'}://{self.address}"
 
 
 @dataclass(frozen=True)
@@ -109,10 +115,12 @@ class Sources:
 
     def health(self) -> list[Health]:
         """Every service's health, checked at once."""
-        with ThreadPoolExecutor(len(SERVICES)) as pool:
-            return list(pool.map(self._health, SERVICES))
+        with ThreadPoolExecutor(len(ALL_SERVICES)) as pool:
+            return list(pool.map(self._health, ALL_SERVICES))
 
     def _health(self, service: ServiceName) -> Health:
+        if service not in SERVICES:
+            return self._http_health(service)
         import grpc
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -132,6 +140,20 @@ class Sources:
             return Health(service, address, "ERROR", None, str(error))
         status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
         return Health(service, address, status, (time.monotonic() - started) * 1000)
+
+    def _http_health(self, service: ServiceName) -> Health:
+        """An HTTP API's health: `GET /healthz` answers 200 while its database does."""
+        import httpx
+
+        address = self.settings.address_of(service)
+        started = time.monotonic()
+        try:
+            reply = httpx.get(f"http://{address}/healthz", timeout=HEALTH_TIMEOUT_SECONDS)
+        except httpx.HTTPError as error:
+            return Health(service, address, "UNAVAILABLE", None, str(error) or type(error).__name__)
+        status = "SERVING" if reply.status_code == httpx.codes.OK else "NOT_SERVING"
+        detail = "" if status == "SERVING" else f"/healthz answered {reply.status_code}"
+        return Health(service, address, status, (time.monotonic() - started) * 1000, detail)
 
     def order(self, order_id: str) -> orders_pb2.Order:
         """OrdersService.GetOrder; grpc.RpcError when it fails."""
@@ -221,7 +243,7 @@ class Sources:
     # --- outboxes ------------------------------------------------------------------------------
 
     def outbox_backlogs(self) -> list[OutboxBacklog]:
-        return [self._backlog(service) for service in SERVICES]
+        return [self._backlog(service) for service in ALL_SERVICES]
 
     def _engine(self, service: ServiceName) -> Engine | None:
         """The service's database engine; None while its SQLite file does not exist (reading
