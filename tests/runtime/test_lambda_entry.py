@@ -127,7 +127,7 @@ class Context:
 
 answers = [lambda_entry.handler(event, Context()) for event in json.load(sys.stdin)]
 identity = Identity.configured(Settings(), None)
-engine = lambda_entry._consumer.worker.engine
+engine = lambda_entry.CONSUMER.get().worker.engine
 engine.dispose()
 with engine.connect() as connection:
     password = connection.connection.driver_connection.info.password

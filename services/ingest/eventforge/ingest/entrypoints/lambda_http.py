@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +21,8 @@ from mangum import Mangum
 
 from eventforge.ingest.bootstrap import bootstrap, inbound
 from eventforge.ingest.entrypoints.app import create_app
-from eventforge.runtime.logs import configure_logging
-from eventforge.runtime.secrets import load_named_secrets
-from eventforge.runtime.settings import Settings
-from eventforge.runtime.telemetry import Telemetry, configure_telemetry
+from eventforge.runtime.lambda_environment import PerEnvironment, start_environment
+from eventforge.runtime.telemetry import Telemetry
 
 log = logging.getLogger("eventforge.lambda")
 
@@ -43,10 +40,7 @@ class LambdaHttp:
     @classmethod
     def start(cls, environ: MutableMapping[str, str] = os.environ) -> LambdaHttp:
         """Read the secrets, then the settings; build the app."""
-        load_named_secrets(environ)
-        settings = Settings()
-        configure_logging("ingest", settings.log_level)
-        telemetry = configure_telemetry("ingest", settings)
+        settings, telemetry = start_environment("ingest", environ)
         app = create_app(bootstrap(settings, api_pool_size=LAMBDA_POOL_SIZE), inbound(settings))
         # No lifespan: Mangum would run it around every invocation (the engine outlives them).
         adapter = Mangum(app, lifespan="off")
@@ -61,14 +55,10 @@ class LambdaHttp:
             self.telemetry.force_flush()
 
 
-_api: LambdaHttp | None = None
-_starting = threading.Lock()
+API = PerEnvironment(LambdaHttp.start)
+"""This execution environment's API."""
 
 
 def handler(event: Mapping[str, Any], context: object) -> dict[str, Any]:
     """The function's handler (`eventforge.ingest.entrypoints.lambda_http.handler`)."""
-    global _api  # one app per execution environment, built on first use
-    with _starting:
-        if _api is None:
-            _api = LambdaHttp.start()
-    return _api.handle(event, context)
+    return API.get().handle(event, context)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -28,16 +27,15 @@ from typing import Any, cast, get_args
 
 from opentelemetry import trace
 
-from eventforge.runtime.logs import configure_logging
+from eventforge.runtime.lambda_environment import PerEnvironment, start_environment
 from eventforge.runtime.messaging.processing import (
     LambdaBatchResponse,
     MessageProcessor,
     handle_lambda_batch,
 )
 from eventforge.runtime.messaging.worker_process import Worker
-from eventforge.runtime.secrets import load_named_secrets
 from eventforge.runtime.settings import ServiceName, Settings
-from eventforge.runtime.telemetry import Telemetry, configure_telemetry
+from eventforge.runtime.telemetry import Telemetry
 
 log = logging.getLogger("eventforge.lambda")
 
@@ -83,10 +81,7 @@ class LambdaConsumer:
     def start(cls, environ: MutableMapping[str, str] = os.environ) -> LambdaConsumer:
         """Read the secrets, then the settings, and build the service's worker."""
         service = service_of(environ)
-        load_named_secrets(environ)
-        settings = Settings()
-        configure_logging(service, settings.log_level)
-        telemetry = configure_telemetry(service, settings)
+        settings, telemetry = start_environment(service, environ)
         worker = build_worker(settings, service)
         processor = MessageProcessor(
             worker.engine, worker.handlers, trace.get_tracer(f"eventforge.{service}.lambda")
@@ -143,14 +138,10 @@ def _budget(context: object) -> float:
     return max(float(remaining_ms()) / 1000 - SETTLE_MARGIN_SECONDS, 0.0)
 
 
-_consumer: LambdaConsumer | None = None
-_starting = threading.Lock()
+CONSUMER = PerEnvironment(LambdaConsumer.start)
+"""This execution environment's consumer."""
 
 
 def handler(event: Mapping[str, Any], context: object) -> LambdaBatchResponse:
     """The function's handler (`eventforge.runtime.messaging.lambda_entry.handler`)."""
-    global _consumer  # one consumer per execution environment, built on first use
-    with _starting:
-        if _consumer is None:
-            _consumer = LambdaConsumer.start()
-    return _consumer.handle(event, context)
+    return CONSUMER.get().handle(event, context)
